@@ -1,0 +1,97 @@
+# flexlearn: plain Makefile.
+#   make            library (static + shared), CLI, examples
+#   make run        set up a fresh machine (once) and train the lesson's model on Fashion-MNIST
+#   make test       set up, build with ASan+UBSan and run every test
+#   make bench      epoch benchmark beside PyTorch (see bench/)
+#   CUDA=1 / CUDA=0 force the CUDA backend on/off (default: on when nvcc is found)
+#   SAN=1           build with AddressSanitizer + UndefinedBehaviorSanitizer (into build-san/)
+
+CC      ?= gcc
+NVCC    ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+ifeq ($(origin CUDA),undefined)
+  CUDA := $(if $(NVCC),1,0)
+endif
+
+BUILD   := build
+OPT     := -O2 -march=native
+ifeq ($(SAN),1)
+  BUILD := build-san
+  OPT   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+endif
+
+CFLAGS  += $(shell pkg-config --cflags cairo 2>/dev/null) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -ffp-contract=off $(OPT) -Iinclude -Isrc
+LDLIBS  := -ldnnl -lz -lcairo -lm -lpthread
+LDFLAGS += -fopenmp $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
+comma   := ,
+
+SRC     := $(sort $(wildcard src/*/*.c src/*/*/*.c))
+OBJ     := $(SRC:%.c=$(BUILD)/obj/%.o)
+
+ifeq ($(CUDA),1)
+  CFLAGS   += -DFL_HAVE_CUDA -I$(CUDA_HOME)/include
+  CU_SRC   := $(sort $(wildcard src/backend/cuda/*.cu))
+  OBJ      += $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+  NVFLAGS  := -O3 -std=c++17 -Iinclude -Isrc -DFL_HAVE_CUDA -Xcompiler -fPIC,-Wall \
+              -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+  LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+endif
+
+LIB_A   := $(BUILD)/libflexlearn.a
+LIB_SO  := $(BUILD)/libflexlearn.so
+CLI     := $(BUILD)/flexlearn
+TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+EXAMPLES:= $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+
+.PHONY: all run test tests bench deps clean
+all: $(LIB_A) $(LIB_SO) $(CLI) $(EXAMPLES) $(BENCHES)
+
+$(BUILD)/obj/%.o: %.c $(wildcard include/fl/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu $(wildcard include/fl/*.h src/*/*.h src/backend/cuda/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIB_A): $(OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CLI): cli/flexlearn.c $(wildcard cli/*.h) $(LIB_A)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ cli/flexlearn.c $(LIB_A) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
+$(BUILD)/examples/%: examples/%.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
+deps:
+	@tools/setup.sh
+
+tests: $(TESTS) $(CLI)
+
+# The README's test command: installs what is missing, then runs every test under ASan+UBSan.
+test: deps
+	@$(MAKE) --no-print-directory SAN=1 tests
+	@SAN_BUILD=build-san tools/run_tests.sh build-san
+
+run: deps all
+	$(CLI) fit
+
+bench: deps all
+	@bench/bench.sh
+
+clean:
+	rm -rf build build-san

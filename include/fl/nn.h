@@ -1,0 +1,73 @@
+/* flexlearn nn: modules (Linear, ReLU, Sequential), PyTorch's default init, get_model.
+ *
+ * A module owns its parameters and children. After fl_module_collate() (get_model does it)
+ * all parameters of a model live in ONE contiguous buffer and all their grads in another, so
+ * SGD, zeroing, momentum scaling, snapshots and device moves are one call each; each
+ * parameter tensor is then a view into those buffers.
+ */
+#ifndef FL_NN_H
+#define FL_NN_H
+
+#include "fl/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fl_module fl_module;
+
+typedef struct fl_module_ops {
+  const char *kind;                                             /* "Linear", "ReLU", ... */
+  /* x -> y; results live in g. */
+  fl_tensor *(*forward)(fl_module *m, fl_graph *g, fl_tensor *x);
+  void (*free_impl)(fl_module *m);                              /* frees m->impl; may be NULL */
+} fl_module_ops;
+
+struct fl_module {
+  const fl_module_ops *ops;
+  int training;                 /* 1 after fl_module_train(m, 1) (the default) */
+  fl_tensor **params;           /* this module's own parameters (not its children's) */
+  int n_params;
+  fl_module **children;
+  int n_children;
+  void *impl;                   /* module-specific state */
+  /* set on the root by fl_module_collate: */
+  fl_tensor *flat;              /* every parameter, contiguous (owned) */
+  fl_tensor *flat_grad;         /* every gradient, contiguous, same layout (owned) */
+  fl_device device;
+};
+
+/* y = m(x) */
+fl_tensor *fl_module_forward(fl_module *m, fl_graph *g, fl_tensor *x);
+/* Sets training mode on m and every child. */
+void fl_module_train(fl_module *m, int training);
+/* Fills out[] (may be NULL to count) with every parameter, depth-first in registration order
+ * (PyTorch's order: 0.weight, 0.bias, 2.weight, 2.bias); returns the count. */
+int fl_module_parameters(fl_module *m, fl_tensor **out, int max);
+/* Moves all parameters into one buffer and all grads (zeroed) into another. Idempotent. */
+fl_status fl_module_collate(fl_module *m);
+/* Moves the model (its flat buffers) to a device. Requires a collated model. */
+fl_status fl_module_to(fl_module *m, fl_device dev);
+/* Total parameter count. */
+int64_t fl_module_numel(fl_module *m);
+/* FNV-1a 64 over the bytes of every parameter (host copy): a fingerprint for reproducibility. */
+uint64_t fl_module_hash(fl_module *m);
+/* Frees m, its children and parameters. Accepts NULL. */
+void fl_module_free(fl_module *m);
+
+/* Linear(in, out): weight [out, in], bias [out], both U(-1/sqrt(in), 1/sqrt(in)) from rng
+ * (PyTorch's default: kaiming_uniform(a=sqrt(5)) gives exactly that bound). */
+fl_module *fl_linear_new(int in, int out, int bias, fl_rng *rng);
+fl_module *fl_relu_new(void);
+/* Takes ownership of the n modules. */
+fl_module *fl_sequential_new(int n, fl_module **mods);
+/* The lesson's model: Linear(784,50)-ReLU-Linear(50,10), initialised from seed, collated. */
+fl_module *fl_get_model(uint64_t seed, int in, int hidden, int out);
+
+/* A loss: (preds, targets) -> scalar in g. fl_cross_entropy and fl_mse have this type. */
+typedef fl_tensor *(*fl_loss_fn)(fl_graph *g, fl_tensor *preds, fl_tensor *targets);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,101 @@
+/* Internal: the kernel table every device implements. Ops in src/core/ops.c check shapes,
+ * allocate results in the graph and call these with raw pointers on the tensors' device.
+ *
+ * Conventions: row-major; n/M/N are element counts; `acc` = 0 overwrites the output, 1 adds to
+ * it (gradients accumulate). Scalars that come from other kernels (the loss gradient) are
+ * passed as device pointers so the GPU never waits for the host. Every reduction runs in a
+ * fixed order, so results are bitwise reproducible for a given build and thread count.
+ * CUDA kernels run on one stream, in order; none of these synchronise except copy to host.
+ */
+#ifndef FL_BACKEND_H
+#define FL_BACKEND_H
+
+#include "fl/tensor.h"
+
+typedef enum fl_binop { FL_OP_ADD = 0, FL_OP_SUB = 1, FL_OP_MUL = 2 } fl_binop;
+
+typedef struct fl_backend {
+  const char *name;
+  /* ---- memory ---- */
+  void *(*alloc)(size_t bytes);                 /* NULL on out of memory; zero not promised */
+  void (*free)(void *p);                        /* accepts NULL */
+  void (*memset0)(void *p, size_t bytes);
+  /* copies within this device, or between host and this device (`to_host`/`from_host`) */
+  void (*copy)(void *dst, const void *src, size_t bytes);
+  void (*to_host)(void *host_dst, const void *src, size_t bytes);     /* synchronises */
+  void (*from_host)(void *dst, const void *host_src, size_t bytes);
+  void (*fill)(float *x, float v, size_t n);
+
+  /* ---- matrix product, row-major:
+   * C[M,N] = alpha * op(A) * op(B) + beta * C, op(A) is [M,K] (A stored [K,M] when ta),
+   * op(B) is [K,N] (B stored [N,K] when tb); lda/ldb/ldc are row strides as stored. */
+  void (*gemm)(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+
+  /* ---- elementwise, broadcasting: out is contiguous with shape[ndim]; sa/sb are a's and b's
+   * strides mapped onto out's shape (0 on broadcast dims). */
+  void (*binary)(fl_binop op, int ndim, const int64_t *shape, float *out, const float *a,
+                 const int64_t *sa, const float *b, const int64_t *sb);
+  /* dst (+)= src summed onto dst: src contiguous with shape[ndim]; ds = dst's strides mapped
+   * onto that shape (0 where dst is broadcast). dst is contiguous with numel dst_n. */
+  void (*reduce_to)(float *dst, size_t dst_n, const int64_t *ds, int ndim, const int64_t *shape,
+                    const float *src, int acc);
+  /* y[M,N] += b[N] (broadcast over rows) */
+  void (*bias_add)(float *y, const float *b, int M, int N);
+  /* gb[N] (+)= sum over rows of gy[M,N] */
+  void (*bias_grad)(float *gb, const float *gy, int M, int N, int acc);
+  void (*relu_fwd)(float *y, const float *x, size_t n);
+  /* gx (+)= gy * (y > 0) */
+  void (*relu_bwd)(float *gx, const float *gy, const float *y, size_t n, int acc);
+  /* out[0] = scale * sum(x) */
+  void (*sum)(float *out, const float *x, size_t n, float scale);
+  /* gx (+)= gout[0] * scale (the backward of sum / mean) */
+  void (*sum_bwd)(float *gx, const float *gout, float scale, size_t n, int acc);
+  /* y = x - logsumexp(x) per row */
+  void (*log_softmax_fwd)(float *y, const float *x, int M, int N);
+  /* gx (+)= gy - exp(y) * sum(gy) per row */
+  void (*log_softmax_bwd)(float *gx, const float *gy, const float *y, int M, int N, int acc);
+  /* loss[0] = mean over rows of (lse - x[t]); lse[M] kept for the backward */
+  void (*xent_fwd)(float *loss, float *lse, const float *x, const int32_t *t, int M, int N);
+  /* gx (+)= gloss[0] / M * (softmax(x) - onehot(t)) */
+  void (*xent_bwd)(float *gx, const float *gloss, const float *x, const float *lse,
+                   const int32_t *t, int M, int N, int acc);
+  /* loss[0] = mean((p - t)^2) ; gp (+)= gloss[0] * 2 (p - t) / n */
+  void (*mse_fwd)(float *loss, const float *p, const float *t, size_t n);
+  void (*mse_bwd)(float *gp, const float *gloss, const float *p, const float *t, size_t n, int acc);
+
+  /* ---- optimiser ---- */
+  /* p -= lr * (g + wd * p) */
+  void (*sgd_step)(float *p, const float *g, float lr, float wd, size_t n);
+  /* x *= s */
+  void (*scale)(float *x, float s, size_t n);
+
+  /* ---- metrics, accumulated on the device (read back once per epoch) ---- */
+  /* acc[0] += count of rows where argmax(x[row]) == t[row]; acc[1] += M */
+  void (*argmax_correct)(double *acc, const float *x, const int32_t *t, int M, int N);
+  /* acc[0] += w * sum(x[0..n)) ; acc[1] += w */
+  void (*mean_update)(double *acc, const float *x, size_t n, double w);
+  /* 1 if any element of x is NaN or inf (a sync on the GPU) */
+  int (*nonfinite)(const float *x, size_t n);
+
+  /* ---- data: gather dataset rows into a batch on this device ----
+   * out[i, :] = (float)src[idx[i] * row + j] / div  (division, as PyTorch's x / 255.)
+   * yout[i] = ysrc[idx[i]]; idx is on this device. */
+  void (*gather_u8)(float *out, const uint8_t *src, const int32_t *idx, int B, int row, float div);
+  void (*gather_i32)(int32_t *yout, const int32_t *ysrc, const int32_t *idx, int B);
+
+  /* ---- errors and ordering ----
+   * Kernels return nothing; a failing launch or library call is remembered (the first one,
+   * naming the call) and reported by status(): FL_OK or FL_ERR_DEVICE / FL_ERR_NOMEM with
+   * fl_error's reason set. Cheap (no sync): the learner calls it once per batch. */
+  fl_status (*status)(void);
+  void (*sync)(void);                           /* waits for queued work */
+} fl_backend;
+
+extern const fl_backend fl_backend_cpu;
+/* NULL when the build has no CUDA backend. */
+const fl_backend *fl_backend_cuda(void);
+/* The table for a device; aborts if that backend is not built in. */
+const fl_backend *fl_backend_for(fl_device d);
+
+#endif

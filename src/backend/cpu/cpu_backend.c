@@ -1,0 +1,251 @@
+/* The CPU kernel table: oneDNN for matrix products (gemm_dnnl.c), plain C loops for the rest.
+ *
+ * The tails of the lesson's model are small (B x 50, B x 10), so these loops are single
+ * threaded and written so that the compiler vectorises them; every reduction runs in a fixed
+ * order (bitwise reproducible whatever the thread count). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/gemm.h"
+
+static void *cpu_alloc(size_t bytes) {
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? (bytes + 63) & ~(size_t)63 : 64)) return NULL;
+  return p;
+}
+static void cpu_free(void *p) { free(p); }
+static void cpu_memset0(void *p, size_t n) { if (n) memset(p, 0, n); }
+static void cpu_copy(void *d, const void *s, size_t n) { if (n && d != s) memmove(d, s, n); }
+
+static void cpu_fill(float *x, float v, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = v;
+}
+
+/* Walks the multi-index of a contiguous `shape` and calls body with the two mapped offsets. */
+#define FOR_INDEX(ndim, shape, sa, sb, body)                                            \
+  do {                                                                                  \
+    int64_t ix__[FL_MAX_DIMS] = {0};                                                    \
+    int64_t n__ = 1;                                                                    \
+    for (int d__ = 0; d__ < (ndim); d__++) n__ *= (shape)[d__];                         \
+    int64_t oa = 0, ob = 0;                                                             \
+    for (int64_t i = 0; i < n__; i++) {                                                 \
+      body;                                                                             \
+      for (int d__ = (ndim)-1; d__ >= 0; d__--) {                                       \
+        ix__[d__]++; oa += (sa)[d__]; ob += (sb)[d__];                                  \
+        if (ix__[d__] < (shape)[d__]) break;                                            \
+        oa -= (sa)[d__] * ix__[d__]; ob -= (sb)[d__] * ix__[d__]; ix__[d__] = 0;        \
+      }                                                                                 \
+    }                                                                                   \
+  } while (0)
+
+static void cpu_binary(fl_binop op, int ndim, const int64_t *shape, float *out, const float *a,
+                       const int64_t *sa, const float *b, const int64_t *sb) {
+  switch (op) {
+    case FL_OP_ADD: FOR_INDEX(ndim, shape, sa, sb, out[i] = a[oa] + b[ob]); break;
+    case FL_OP_SUB: FOR_INDEX(ndim, shape, sa, sb, out[i] = a[oa] - b[ob]); break;
+    case FL_OP_MUL: FOR_INDEX(ndim, shape, sa, sb, out[i] = a[oa] * b[ob]); break;
+  }
+}
+
+static void cpu_reduce_to(float *dst, size_t dst_n, const int64_t *ds, int ndim,
+                          const int64_t *shape, const float *src, int acc) {
+  if (!acc) memset(dst, 0, dst_n * sizeof *dst);
+  int64_t zero[FL_MAX_DIMS] = {0};
+  FOR_INDEX(ndim, shape, ds, zero, dst[oa] += src[i]; (void)ob);
+}
+
+static void cpu_bias_add(float *y, const float *b, int M, int N) {
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) y[(size_t)i * N + j] += b[j];
+}
+
+static void cpu_bias_grad(float *gb, const float *gy, int M, int N, int acc) {
+  if (!acc) memset(gb, 0, (size_t)N * sizeof *gb);
+  for (int i = 0; i < M; i++)   /* rows in order: a fixed summation order */
+    for (int j = 0; j < N; j++) gb[j] += gy[(size_t)i * N + j];
+}
+
+static void cpu_relu_fwd(float *y, const float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void cpu_relu_bwd(float *gx, const float *gy, const float *y, size_t n, int acc) {
+  if (acc)
+    for (size_t i = 0; i < n; i++) gx[i] += y[i] > 0.0f ? gy[i] : 0.0f;
+  else
+    for (size_t i = 0; i < n; i++) gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
+}
+
+static void cpu_sum(float *out, const float *x, size_t n, float scale) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += x[i];
+  out[0] = (float)(s * scale);
+}
+
+static void cpu_sum_bwd(float *gx, const float *gout, float scale, size_t n, int acc) {
+  float v = gout[0] * scale;
+  if (acc)
+    for (size_t i = 0; i < n; i++) gx[i] += v;
+  else
+    for (size_t i = 0; i < n; i++) gx[i] = v;
+}
+
+static float row_lse(const float *x, int N) {
+  float m = -INFINITY;
+  for (int j = 0; j < N; j++) m = x[j] > m ? x[j] : m;
+  if (m == -INFINITY) return m;
+  float s = 0;
+  for (int j = 0; j < N; j++) s += expf(x[j] - m);
+  return m + logf(s);
+}
+
+static void cpu_log_softmax_fwd(float *y, const float *x, int M, int N) {
+  for (int i = 0; i < M; i++) {
+    const float *xr = x + (size_t)i * N;
+    float l = row_lse(xr, N);
+    for (int j = 0; j < N; j++) y[(size_t)i * N + j] = xr[j] - l;
+  }
+}
+
+static void cpu_log_softmax_bwd(float *gx, const float *gy, const float *y, int M, int N, int acc) {
+  for (int i = 0; i < M; i++) {
+    const float *g = gy + (size_t)i * N, *yr = y + (size_t)i * N;
+    float *o = gx + (size_t)i * N;
+    float s = 0;
+    for (int j = 0; j < N; j++) s += g[j];
+    for (int j = 0; j < N; j++) {
+      float v = g[j] - expf(yr[j]) * s;
+      o[j] = acc ? o[j] + v : v;
+    }
+  }
+}
+
+static void cpu_xent_fwd(float *loss, float *lse, const float *x, const int32_t *t, int M, int N) {
+  double s = 0;
+  for (int i = 0; i < M; i++) {
+    FL_CHECK(t[i] >= 0 && t[i] < N, "cross_entropy: target %d of row %d is outside [0, %d)", t[i], i, N);
+    const float *xr = x + (size_t)i * N;
+    lse[i] = row_lse(xr, N);
+    s += (double)(lse[i] - xr[t[i]]);
+  }
+  loss[0] = M ? (float)(s / M) : NAN;
+}
+
+static void cpu_xent_bwd(float *gx, const float *gloss, const float *x, const float *lse,
+                         const int32_t *t, int M, int N, int acc) {
+  float k = gloss[0] / (float)M;
+  for (int i = 0; i < M; i++) {
+    const float *xr = x + (size_t)i * N;
+    float *o = gx + (size_t)i * N;
+    for (int j = 0; j < N; j++) {
+      float v = (expf(xr[j] - lse[i]) - (j == t[i] ? 1.0f : 0.0f)) * k;
+      o[j] = acc ? o[j] + v : v;
+    }
+  }
+}
+
+static void cpu_mse_fwd(float *loss, const float *p, const float *t, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) {
+    float d = p[i] - t[i];
+    s += (double)(d * d);
+  }
+  loss[0] = n ? (float)(s / (double)n) : NAN;
+}
+
+static void cpu_mse_bwd(float *gp, const float *gloss, const float *p, const float *t, size_t n, int acc) {
+  float k = 2.0f * gloss[0] / (float)n;
+  for (size_t i = 0; i < n; i++) {
+    float v = (p[i] - t[i]) * k;
+    gp[i] = acc ? gp[i] + v : v;
+  }
+}
+
+static void cpu_sgd_step(float *p, const float *g, float lr, float wd, size_t n) {
+  if (wd != 0.0f)
+    for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+  else
+    for (size_t i = 0; i < n; i++) p[i] -= lr * g[i];
+}
+
+static void cpu_scale(float *x, float s, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+static void cpu_argmax_correct(double *acc, const float *x, const int32_t *t, int M, int N) {
+  int64_t c = 0;
+  for (int i = 0; i < M; i++) {
+    const float *xr = x + (size_t)i * N;
+    int best = 0;
+    for (int j = 1; j < N; j++) if (xr[j] > xr[best]) best = j;
+    c += best == t[i];
+  }
+  acc[0] += (double)c;
+  acc[1] += M;
+}
+
+static void cpu_mean_update(double *acc, const float *x, size_t n, double w) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += x[i];
+  acc[0] += w * s;
+  acc[1] += w;
+}
+
+static int cpu_nonfinite(const float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) if (!isfinite(x[i])) return 1;
+  return 0;
+}
+
+static void cpu_gather_u8(float *out, const uint8_t *src, const int32_t *idx, int B, int row, float div) {
+  float lut[256];
+  for (int v = 0; v < 256; v++) lut[v] = (float)v / div;
+  for (int i = 0; i < B; i++) {
+    const uint8_t *s = src + (size_t)idx[i] * row;
+    float *o = out + (size_t)i * row;
+    for (int j = 0; j < row; j++) o[j] = lut[s[j]];
+  }
+}
+
+static void cpu_gather_i32(int32_t *yout, const int32_t *ysrc, const int32_t *idx, int B) {
+  for (int i = 0; i < B; i++) yout[i] = ysrc[idx[i]];
+}
+
+static fl_status cpu_status(void) { return FL_OK; }
+static void cpu_sync(void) {}
+
+const fl_backend fl_backend_cpu = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memset0 = cpu_memset0,
+    .copy = cpu_copy,
+    .to_host = cpu_copy,
+    .from_host = cpu_copy,
+    .fill = cpu_fill,
+    .gemm = fl__cpu_gemm,
+    .binary = cpu_binary,
+    .reduce_to = cpu_reduce_to,
+    .bias_add = cpu_bias_add,
+    .bias_grad = cpu_bias_grad,
+    .relu_fwd = cpu_relu_fwd,
+    .relu_bwd = cpu_relu_bwd,
+    .sum = cpu_sum,
+    .sum_bwd = cpu_sum_bwd,
+    .log_softmax_fwd = cpu_log_softmax_fwd,
+    .log_softmax_bwd = cpu_log_softmax_bwd,
+    .xent_fwd = cpu_xent_fwd,
+    .xent_bwd = cpu_xent_bwd,
+    .mse_fwd = cpu_mse_fwd,
+    .mse_bwd = cpu_mse_bwd,
+    .sgd_step = cpu_sgd_step,
+    .scale = cpu_scale,
+    .argmax_correct = cpu_argmax_correct,
+    .mean_update = cpu_mean_update,
+    .nonfinite = cpu_nonfinite,
+    .gather_u8 = cpu_gather_u8,
+    .gather_i32 = cpu_gather_i32,
+    .status = cpu_status,
+    .sync = cpu_sync,
+};

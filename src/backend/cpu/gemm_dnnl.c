@@ -1,0 +1,145 @@
+/* CPU GEMM through oneDNN (Debian libdnnl-dev, 2.x C API).
+ *
+ * Measured here for the lesson's thin shapes (../shared/reference/cpu-gemm.md): oneDNN's matmul
+ * primitive is fastest for the products with an untransposed A (forward x.W^T, dH = dY.W),
+ * dnnl_sgemm for the weight gradients (A transposed, dW = dY^T.X); both give the same bits on
+ * 1 and 2 threads. A primitive costs 0.7-2 ms to create, so one is cached per shape (train
+ * batch, last partial batch, valid batch...), with its memory objects: a call then only swaps
+ * data handles and executes. Single caller thread (the training loop).
+ */
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/gemm.h"
+#include "fl/core.h"
+
+#define DNNL_OK(call)                                                                   \
+  do {                                                                                  \
+    dnnl_status_t s__ = (call);                                                         \
+    FL_CHECK(s__ == dnnl_success, "oneDNN: %s failed (status %d)", #call, (int)s__);    \
+  } while (0)
+
+typedef struct mm_key {
+  int ta, tb, M, N, K, lda, ldb, ldc;
+  float alpha, beta;
+} mm_key;
+
+typedef struct mm_entry {
+  mm_key key;
+  dnnl_primitive_t prim;
+  dnnl_memory_t a, b, c;
+} mm_entry;
+
+#define MM_CACHE 64
+static struct {
+  dnnl_engine_t engine;
+  dnnl_stream_t stream;
+  mm_entry e[MM_CACHE];
+  int n;
+} mm;
+static pthread_once_t mm_once = PTHREAD_ONCE_INIT;
+
+static void mm_free_all(void) {
+  for (int i = 0; i < mm.n; i++) {
+    dnnl_primitive_destroy(mm.e[i].prim);
+    dnnl_memory_destroy(mm.e[i].a);
+    dnnl_memory_destroy(mm.e[i].b);
+    dnnl_memory_destroy(mm.e[i].c);
+  }
+  mm.n = 0;
+  if (mm.stream) dnnl_stream_destroy(mm.stream);
+  if (mm.engine) dnnl_engine_destroy(mm.engine);
+  mm.stream = NULL;
+  mm.engine = NULL;
+}
+
+static void mm_init(void) {
+  DNNL_OK(dnnl_engine_create(&mm.engine, dnnl_cpu, 0));
+  DNNL_OK(dnnl_stream_create(&mm.stream, mm.engine, dnnl_stream_default_flags));
+  atexit(mm_free_all);
+}
+
+/* A 2-d f32 memory descriptor of logical [rows, cols] stored with row stride ld, transposed
+ * storage when `trans` (then element (r, c) is at c*ld + r). */
+static void md2(dnnl_memory_desc_t *md, int rows, int cols, int ld, int trans) {
+  dnnl_dims_t dims = {rows, cols};
+  dnnl_dims_t strides = {trans ? 1 : ld, trans ? ld : 1};
+  DNNL_OK(dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides));
+}
+
+static mm_entry *mm_get(const mm_key *k) {
+  for (int i = 0; i < mm.n; i++)
+    if (!memcmp(&mm.e[i].key, k, sizeof *k)) return &mm.e[i];
+  if (mm.n == MM_CACHE) return NULL;
+  mm_entry *e = &mm.e[mm.n];
+  memset(e, 0, sizeof *e);
+  e->key = *k;
+  dnnl_memory_desc_t a, b, c;
+  md2(&a, k->M, k->K, k->lda, k->ta);
+  md2(&b, k->K, k->N, k->ldb, k->tb);
+  md2(&c, k->M, k->N, k->ldc, 0);
+  dnnl_matmul_desc_t desc;
+  DNNL_OK(dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c));
+  dnnl_primitive_attr_t attr;
+  DNNL_OK(dnnl_primitive_attr_create(&attr));
+  if (k->alpha != 1.0f) DNNL_OK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha));
+  if (k->beta != 0.0f) {
+    dnnl_post_ops_t po;
+    DNNL_OK(dnnl_post_ops_create(&po));
+    DNNL_OK(dnnl_post_ops_append_sum(po, k->beta));
+    DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
+    dnnl_post_ops_destroy(po);
+  }
+  dnnl_primitive_desc_t pd;
+  DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, mm.engine, NULL));
+  DNNL_OK(dnnl_primitive_create(&e->prim, pd));
+  dnnl_primitive_desc_destroy(pd);
+  dnnl_primitive_attr_destroy(attr);
+  DNNL_OK(dnnl_memory_create(&e->a, &a, mm.engine, DNNL_MEMORY_NONE));
+  DNNL_OK(dnnl_memory_create(&e->b, &b, mm.engine, DNNL_MEMORY_NONE));
+  DNNL_OK(dnnl_memory_create(&e->c, &c, mm.engine, DNNL_MEMORY_NONE));
+  mm.n++;
+  return e;
+}
+
+void fl__cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  /* C = beta * C */
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+    return;
+  }
+  pthread_once(&mm_once, mm_init);
+  if (!ta) {
+    mm_key k = {ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
+    mm_entry *e = mm_get(&k);
+    if (e) {
+      DNNL_OK(dnnl_memory_set_data_handle(e->a, (void *)A));
+      DNNL_OK(dnnl_memory_set_data_handle(e->b, (void *)B));
+      DNNL_OK(dnnl_memory_set_data_handle(e->c, C));
+      dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+      DNNL_OK(dnnl_primitive_execute(e->prim, mm.stream, 3, args));
+      DNNL_OK(dnnl_stream_wait(mm.stream));
+      return;
+    }
+  }
+  DNNL_OK(dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+}
+
+void fl__ref_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc) {
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double s = 0;
+      for (int k = 0; k < K; k++) {
+        float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+        float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+        s += (double)a * b;
+      }
+      float *c = &C[(size_t)i * ldc + j];
+      *c = (float)(alpha * s) + (beta == 0.0f ? 0.0f : beta * *c);
+    }
+}

@@ -1,0 +1,65 @@
+/* SGD over parameter groups, and the ExponentialLR scheduler. */
+#include <stdlib.h>
+
+#include "backend/backend.h"
+#include "fl/optim.h"
+
+static fl_status sgd_step(fl_optimizer *o) {
+  for (int gi = 0; gi < o->n_groups; gi++) {
+    fl_param_group *g = &o->groups[gi];
+    for (int i = 0; i < g->n_params; i++) {
+      fl_tensor *p = g->params[i];
+      fl_backend_for(p->device)->sgd_step(p->data, p->grad->data, g->lr, g->wd, (size_t)fl_numel(p));
+    }
+  }
+  return FL_OK;
+}
+
+/* Zeroes every grad; with a collated model that is one memset over the grad buffer. */
+static void sgd_zero_grad(fl_optimizer *o) {
+  if (o->model && o->model->flat_grad) {
+    fl_tensor_zero(o->model->flat_grad);
+    return;
+  }
+  for (int gi = 0; gi < o->n_groups; gi++)
+    for (int i = 0; i < o->groups[gi].n_params; i++) fl_tensor_zero(o->groups[gi].params[i]->grad);
+}
+
+fl_optimizer *fl_sgd_new(fl_module *model, float lr) {
+  FL_CHECK(model, "fl_sgd_new: model is NULL");
+  fl_optimizer *o = fl_xcalloc(1, sizeof *o);
+  o->name = "SGD";
+  o->model = model;
+  o->n_groups = 1;
+  o->groups = fl_xcalloc(1, sizeof *o->groups);
+  int n = fl_module_parameters(model, NULL, 0);
+  o->groups[0].params = fl_xcalloc((size_t)(n ? n : 1), sizeof(fl_tensor *));
+  o->groups[0].n_params = fl_module_parameters(model, o->groups[0].params, n);
+  o->groups[0].lr = lr;
+  for (int i = 0; i < n; i++)
+    FL_CHECK(o->groups[0].params[i]->grad, "fl_sgd_new: parameter %d has no grad tensor", i);
+  o->step = sgd_step;
+  o->zero_grad = sgd_zero_grad;
+  return o;
+}
+
+fl_status fl_opt_step(fl_optimizer *o) { return o->step(o); }
+void fl_opt_zero_grad(fl_optimizer *o) { o->zero_grad(o); }
+
+void fl_opt_free(fl_optimizer *o) {
+  if (!o) return;
+  if (o->free_state) o->free_state(o);
+  for (int i = 0; i < o->n_groups; i++) free(o->groups[i].params);
+  free(o->groups);
+  free(o);
+}
+
+fl_sched fl_exp_lr(fl_optimizer *opt, float gamma) {
+  FL_CHECK(opt && gamma > 0, "fl_exp_lr: needs an optimiser and gamma > 0");
+  return (fl_sched){opt, gamma, 0};
+}
+
+void fl_sched_step(fl_sched *s) {
+  for (int i = 0; i < s->opt->n_groups; i++) s->opt->groups[i].lr *= s->gamma;
+  s->last_epoch++;
+}

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs what a fresh Debian machine lacks for flexlearn (only when missing), via apt-get.
+#   build:  gcc make pkg-config
+#   libdnnl-dev      oneDNN: the CPU matrix products (fastest measured here, same bits on 1 and 2 threads)
+#   zlib1g-dev       zlib: reads the gzipped IDX files
+#   libcairo2-dev    cairo: PNG plots (loss curves, LR finder)
+#   dataset-fashion-mnist  the data, in /usr/share/datasets/fashion-mnist
+#   python3-torch python3-numpy  PyTorch, only for fixtures and the benchmark's peer loop
+set -e
+pkgs="gcc make libdnnl-dev zlib1g-dev libcairo2-dev dataset-fashion-mnist"
+[ "${FL_SETUP_TORCH:-0}" = 1 ] && pkgs="$pkgs python3-torch python3-numpy"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "setup: installing$missing"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
