@@ -56,6 +56,8 @@ typedef enum fl_device { FL_CPU = 0, FL_CUDA = 1 } fl_device;
 const char *fl_device_name(fl_device d);
 /* 1 when this build has the CUDA backend and a usable GPU is present. */
 int fl_cuda_available(void);
+/* Why CUDA is not available ("this build has no CUDA backend", "no CUDA driver", ...). */
+const char *fl_backend_cuda_reason(void);
 /* The default device: FL_CUDA when fl_cuda_available(), else FL_CPU (miniai's def_device). */
 fl_device fl_default_device(void);
 

@@ -79,6 +79,8 @@ fl_status fl_tensor_to(fl_tensor *t, fl_device dev);
 /* Fills an f32 tensor with zeros / a value. */
 void fl_tensor_zero(fl_tensor *t);
 void fl_tensor_fill(fl_tensor *t, float v);
+/* t *= s, in place (no autograd): MomentumLearner scales the grad buffer with it. */
+void fl_tensor_scale(fl_tensor *t, float s);
 /* Gives an owning tensor a zeroed grad tensor of its shape and sets requires_grad. */
 fl_status fl_tensor_require_grad(fl_tensor *t);
 

@@ -12,6 +12,10 @@
 
 #include "fl/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum fl_binop { FL_OP_ADD = 0, FL_OP_SUB = 1, FL_OP_MUL = 2 } fl_binop;
 
 typedef struct fl_backend {
@@ -73,7 +77,7 @@ typedef struct fl_backend {
   /* ---- metrics, accumulated on the device (read back once per epoch) ---- */
   /* acc[0] += count of rows where argmax(x[row]) == t[row]; acc[1] += M */
   void (*argmax_correct)(double *acc, const float *x, const int32_t *t, int M, int N);
-  /* acc[0] += w * sum(x[0..n)) ; acc[1] += w */
+  /* acc[0] += w * sum(x[0..n)) ; acc[1] += w * n  (n weighted values) */
   void (*mean_update)(double *acc, const float *x, size_t n, double w);
   /* 1 if any element of x is NaN or inf (a sync on the GPU) */
   int (*nonfinite)(const float *x, size_t n);
@@ -97,5 +101,9 @@ extern const fl_backend fl_backend_cpu;
 const fl_backend *fl_backend_cuda(void);
 /* The table for a device; aborts if that backend is not built in. */
 const fl_backend *fl_backend_for(fl_device d);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -4,6 +4,7 @@
 #ifndef FL_HAVE_CUDA
 const fl_backend *fl_backend_cuda(void) { return NULL; }
 int fl_cuda_available(void) { return 0; }
+const char *fl_backend_cuda_reason(void) { return "this build has no CUDA backend (make CUDA=1)"; }
 #endif
 
 const fl_backend *fl_backend_for(fl_device d) {

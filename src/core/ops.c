@@ -352,7 +352,7 @@ fl_tensor *fl_cross_entropy(fl_graph *g, fl_tensor *logits, fl_tensor *targets) 
 }
 
 static void mse_bw(fl_graph *g, fl_node *n) {
-  fl_tensor *p = n->in[0], *t = n->in[1];
+  fl_tensor *p = n->in[0], *t = n->saved;   /* the target: saved, it gets no grad */
   if (!p->requires_grad) return;
   int acc;
   float *gp = grad_of(g, p, &acc);
@@ -369,7 +369,10 @@ fl_tensor *fl_mse(fl_graph *g, fl_tensor *pred, fl_tensor *target) {
   fl_tensor *y = fl_graph_tensor(g, FL_F32, pred->device, 0, NULL);
   if (!y) return NULL;
   BE(pred)->mse_fwd(F(y), F(pred), F(target), (size_t)fl_numel(pred));
-  return record(g, y, mse_bw, pred, NULL, NULL) ? y : NULL;
+  fl_node *node = fl__graph_record(g, y, mse_bw, pred, NULL, NULL);
+  if (node) node->saved = target;
+  else if (fl_graph_grad_enabled(g) && pred->requires_grad) return NULL;
+  return y;
 }
 
 /* ---------------------------------------------------------------- backward */

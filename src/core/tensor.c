@@ -171,6 +171,11 @@ void fl_tensor_fill(fl_tensor *t, float v) {
   fl_backend_for(t->device)->fill(t->data, v, (size_t)fl_numel(t));
 }
 
+void fl_tensor_scale(fl_tensor *t, float s) {
+  FL_CHECK(t->dtype == FL_F32 && fl_is_contiguous(t), "fl_tensor_scale: needs a contiguous f32 tensor");
+  fl_backend_for(t->device)->scale(t->data, s, (size_t)fl_numel(t));
+}
+
 fl_status fl_tensor_require_grad(fl_tensor *t) {
   FL_CHECK(t->dtype == FL_F32, "fl_tensor_require_grad: only f32 tensors have gradients");
   if (!t->grad) {

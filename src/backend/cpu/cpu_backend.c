@@ -190,7 +190,7 @@ static void cpu_mean_update(double *acc, const float *x, size_t n, double w) {
   double s = 0;
   for (size_t i = 0; i < n; i++) s += x[i];
   acc[0] += w * s;
-  acc[1] += w;
+  acc[1] += w * (double)n;
 }
 
 static int cpu_nonfinite(const float *x, size_t n) {

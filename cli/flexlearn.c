@@ -1,0 +1,209 @@
+/* flexlearn: the command-line tool. Trains the lesson's model (Linear(784,50)-ReLU-Linear(50,10))
+ * on Fashion-MNIST with the lesson's defaults, or runs the LR finder.
+ *
+ *   flexlearn fit      [flags]     train and show progress and metrics
+ *   flexlearn lr_find  [flags]     the LR finder: prints the lr/loss curve, a suggestion, a plot
+ *
+ * Exit status: 0 done, 1 a runtime failure (data, device, NaN loss...), 2 bad usage. Every
+ * failure prints one line on stderr naming the file or flag and what is wrong. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "flexlearn.h"
+
+static const char usage[] =
+    "usage: flexlearn fit|lr_find [flags]\n"
+    "  --epochs N        epochs to train (default 1; 0 trains nothing)\n"
+    "  --lr X            learning rate (default 0.2; must be > 0)\n"
+    "  --bs N            batch size (default 1024; valid batches are 2*bs)\n"
+    "  --mom M           use MomentumLearner with momentum M in [0, 1) (default: plain SGD)\n"
+    "  --seed N          seed for init and shuffling (default 42)\n"
+    "  --threads N       CPU threads (default 2)\n"
+    "  --workers N       data loader threads (default 1; 0 = in the training thread)\n"
+    "  --data DIR        directory with the four Fashion-MNIST IDX files, raw or .gz\n"
+    "                    (default $FLEXLEARN_DATA or /usr/share/datasets/fashion-mnist)\n"
+    "  --device D        cpu, cuda or auto (default auto: the GPU when there is one)\n"
+    "  --plot FILE.png   fit: plot train/valid loss; lr_find: loss against lr (default lr_find.png)\n"
+    "  --log FILE.jsonl  fit: one JSON object per epoch and phase (epoch, train, loss, accuracy, seconds)\n"
+    "  --no-progress     no bars: the lesson's metric lines only\n"
+    "  --help            this text\n";
+
+typedef struct opts {
+  const char *cmd, *data, *plot, *log;
+  int epochs, bs, threads, workers, progress;
+  double lr, mom;
+  unsigned long long seed;
+  int use_mom;
+  const char *device;
+} opts;
+
+static int bad(const char *flag, const char *val, const char *why) {
+  fprintf(stderr, "flexlearn: %s %s: %s\n", flag, val ? val : "", why);
+  return 2;
+}
+
+static int parse_int(const char *flag, const char *v, long lo, long hi, int *out) {
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno || end == v || *end) return bad(flag, v, "not an integer");
+  if (x < lo || x > hi) {
+    char why[96];
+    snprintf(why, sizeof why, "out of range (must be %ld..%ld)", lo, hi);
+    return bad(flag, v, why);
+  }
+  *out = (int)x;
+  return 0;
+}
+
+static int parse_double(const char *flag, const char *v, double *out) {
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (errno || end == v || *end || !isfinite(x)) return bad(flag, v, "not a finite number");
+  *out = x;
+  return 0;
+}
+
+static int parse(int argc, char **argv, opts *o) {
+  *o = (opts){.epochs = 1, .bs = 1024, .threads = 2, .workers = 1, .progress = 1, .lr = 0.2,
+              .mom = 0.85, .seed = 42, .device = "auto"};
+  if (argc < 2) return fprintf(stderr, "%s", usage), 2;
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return fputs(usage, stdout), -1;
+  o->cmd = argv[1];
+  if (strcmp(o->cmd, "fit") && strcmp(o->cmd, "lr_find"))
+    return bad("command", o->cmd, "unknown (expected fit or lr_find; see --help)");
+  for (int i = 2; i < argc; i++) {
+    const char *f = argv[i];
+    if (!strcmp(f, "--help") || !strcmp(f, "-h")) return fputs(usage, stdout), -1;
+    if (!strcmp(f, "--no-progress")) { o->progress = 0; continue; }
+    static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
+                                       "--data", "--device", "--plot", "--log"};
+    int known = 0;
+    for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
+    if (!known) return bad(f, NULL, "unknown flag (see --help)");
+    if (i + 1 >= argc) return bad(f, NULL, "needs a value");
+    const char *v = argv[++i];
+    int r = 0;
+    if (!strcmp(f, "--epochs")) r = parse_int(f, v, 0, 100000, &o->epochs);
+    else if (!strcmp(f, "--bs")) r = parse_int(f, v, 1, 1 << 20, &o->bs);
+    else if (!strcmp(f, "--threads")) r = parse_int(f, v, 1, 1024, &o->threads);
+    else if (!strcmp(f, "--workers")) r = parse_int(f, v, 0, 64, &o->workers);
+    else if (!strcmp(f, "--seed")) {
+      char *end;
+      errno = 0;
+      if (*v == '-') return bad(f, v, "must be a non-negative integer");
+      o->seed = strtoull(v, &end, 10);
+      if (errno || end == v || *end) return bad(f, v, "not a non-negative integer");
+    } else if (!strcmp(f, "--lr")) {
+      if ((r = parse_double(f, v, &o->lr))) return r;
+      if (o->lr <= 0) return bad(f, v, "must be > 0");
+    } else if (!strcmp(f, "--mom")) {
+      if ((r = parse_double(f, v, &o->mom))) return r;
+      if (o->mom < 0 || o->mom >= 1) return bad(f, v, "must be in [0, 1)");
+      o->use_mom = 1;
+    } else if (!strcmp(f, "--device")) {
+      if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) return bad(f, v, "must be cpu, cuda or auto");
+      o->device = v;
+    } else if (!strcmp(f, "--data")) o->data = v;
+    else if (!strcmp(f, "--plot")) {
+      size_t n = strlen(v);
+      if (n < 5 || strcmp(v + n - 4, ".png")) return bad(f, v, "must name a .png file");
+      o->plot = v;
+    } else if (!strcmp(f, "--log")) o->log = v;
+    if (r) return r;
+  }
+  return 0;
+}
+
+/* The directory a new file would go into must exist (checked before any work is done). */
+static int check_out_dir(const char *flag, const char *path) {
+  if (!path) return 0;
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) return 0;
+  *slash = 0;
+  if (access(dir[0] ? dir : "/", W_OK) != 0) return bad(flag, path, "its directory does not exist or is not writable");
+  return 0;
+}
+
+static int resolve_device(const char *want, fl_device *dev) {
+  if (!strcmp(want, "cpu")) return *dev = FL_CPU, 0;
+  int gpu = fl_cuda_available();
+  if (!strcmp(want, "cuda")) {
+    if (!gpu) return bad("--device", want, fl_backend_cuda_reason());
+    return *dev = FL_CUDA, 0;
+  }
+  if (!gpu) fprintf(stderr, "flexlearn: no usable GPU (%s); using the CPU\n", fl_backend_cuda_reason());
+  *dev = gpu ? FL_CUDA : FL_CPU;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  opts o;
+  int r = parse(argc, argv, &o);
+  if (r) return r < 0 ? 0 : r;
+  if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--log", o.log))) return r;
+  fl_init(o.threads);
+  fl_device dev = FL_CPU;
+  if ((r = resolve_device(o.device, &dev))) return r;
+
+  fl_dataset *train = NULL, *valid = NULL;
+  fl_status s = fl_fashion_mnist(o.data, &train, &valid);
+  if (s != FL_OK) {
+    fprintf(stderr, "flexlearn: %s\n", fl_last_error());
+    return 1;
+  }
+  fl_dataloaders dls = {0};
+  s = fl_get_dls(&dls, train, valid, o.bs, o.seed, o.workers, 1);
+  if (s != FL_OK) {
+    fprintf(stderr, "flexlearn: %s\n", fl_last_error());
+    fl_dataset_free(train), fl_dataset_free(valid);
+    return 1;
+  }
+  fl_module *model = fl_get_model(o.seed, 28 * 28, 50, 10);
+  int is_fit = !strcmp(o.cmd, "fit");
+  fl_callback *cbs[6];
+  int n = 0;
+  cbs[n++] = fl_device_cb_new(dev);
+  if (is_fit) {
+    fl_metric *acc = fl_multiclass_accuracy_new();
+    const char *name = "accuracy";
+    cbs[n++] = fl_metrics_cb_new(1, &acc, &name);
+    cbs[n++] = fl_nan_cb_new(dev == FL_CPU ? 1 : 8);
+    if (o.progress) cbs[n++] = fl_progress_cb_new(o.plot != NULL, o.plot, stdout);
+    if (o.log) cbs[n++] = fl_jsonl_cb_new(o.log);
+  }
+  fl_learner *l = o.use_mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, fl_sgd_new, (float)o.mom)
+                            : fl_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, fl_sgd_new, &fl_train_ops);
+  if (is_fit) {
+    s = fl_fit(l, o.epochs, 1, 1, NULL, 0, 0);
+    if (s == FL_OK) printf("weights fnv1a %016llx\n", (unsigned long long)fl_module_hash(model));
+  } else {
+    float sug;
+    double *lrs = NULL, *losses = NULL;
+    int npts = 0;
+    const char *png = o.plot ? o.plot : "lr_find.png";
+    s = fl_lr_find(l, 1.3f, 3.0f, 1e-5f, 10, png, &sug, &lrs, &losses, &npts);
+    if (s == FL_OK) {
+      printf("lr          loss\n");
+      for (int i = 0; i < npts; i++) printf("%-10.4g  %.4f\n", lrs[i], losses[i]);
+      printf("stopped after %d batches at lr %.4g; minimum loss at lr %.4g\n", npts, npts ? lrs[npts - 1] : 0.0,
+             (double)sug * 10);
+      printf("suggested lr: %.3g (the lr of the minimum loss / 10); plot: %s\n", (double)sug, png);
+    }
+    free(lrs), free(losses);
+  }
+  if (s != FL_OK) fprintf(stderr, "flexlearn: %s\n", fl_last_error()[0] ? fl_last_error() : fl_status_str(s));
+  fl_learner_free(l);
+  fl_module_free(model);
+  fl_dataloaders_free(&dls);
+  fl_dataset_free(train), fl_dataset_free(valid);
+  return s == FL_OK ? 0 : 1;
+}

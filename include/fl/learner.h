@@ -1,0 +1,191 @@
+/* flexlearn Learner: the flexible, callback-driven training loop of fast.ai lesson 16.
+ *
+ * Events. Callbacks have a handler per event (NULL = not interested) and run sorted by `order`
+ * (stable: equal orders keep the order they were added in). A handler returns a status:
+ *   FL_OK            carry on;
+ *   FL_CANCEL_BATCH  stop this batch,  FL_CANCEL_EPOCH stop this epoch,  FL_CANCEL_FIT stop fit;
+ *   < 0              an error.
+ * The cancel contract (the lesson's final with_cbs): for each level X in fit > epoch > batch,
+ * before_X runs, then the body, then after_X only when nothing was cancelled or failed;
+ * cleanup_X ALWAYS runs; FL_CANCEL_X is swallowed at level X (so a cancelled batch goes on
+ * to the next batch); a higher cancel passes through the lower levels (running their
+ * cleanup_ handlers, skipping their after_ ones); an error unwinds every level, still running
+ * each cleanup_X, and fl_fit returns it (a cancel code of a level below the one it was
+ * returned at, e.g. FL_CANCEL_BATCH from before_epoch, is turned into an FL_ERR).
+ *
+ * Steps. The five training steps (predict, get_loss, backward, step, zero_grad) come from the
+ * learner's ops table (its "subclass": fl_train_ops, fl_momentum_ops) or, where that has no
+ * entry, are sent to the callbacks as events (the lesson's __getattr__): TrainCB handles them.
+ * After each of the first four, after_predict / after_loss / after_backward / after_step run.
+ *
+ * State. Every field of fl_learner is public: callbacks read and change it.
+ */
+#ifndef FL_LEARNER_H
+#define FL_LEARNER_H
+
+#include <stdio.h>
+
+#include "fl/data.h"
+#include "fl/metrics.h"
+#include "fl/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum fl_event {
+  FL_BEFORE_FIT, FL_AFTER_FIT, FL_CLEANUP_FIT,
+  FL_BEFORE_EPOCH, FL_AFTER_EPOCH, FL_CLEANUP_EPOCH,
+  FL_BEFORE_BATCH, FL_AFTER_BATCH, FL_CLEANUP_BATCH,
+  FL_PREDICT, FL_AFTER_PREDICT, FL_GET_LOSS, FL_AFTER_LOSS, FL_BACKWARD, FL_AFTER_BACKWARD,
+  FL_STEP, FL_AFTER_STEP, FL_ZERO_GRAD,
+  FL_N_EVENTS
+} fl_event;
+const char *fl_event_name(fl_event e);   /* "before_fit", ... */
+
+typedef struct fl_learner fl_learner;
+typedef struct fl_callback fl_callback;
+typedef fl_status (*fl_cb_fn)(fl_callback *cb, fl_learner *learn);
+
+/* A callback. Built-in ones embed it as their first member (cast the pointer back). */
+struct fl_callback {
+  const char *name;
+  int order;
+  fl_cb_fn on[FL_N_EVENTS];
+  void (*free)(fl_callback *cb);   /* releases the callback; NULL when it is not heap-owned */
+  void *ctx;                       /* for your own callbacks */
+};
+void fl_callback_free(fl_callback *cb);   /* calls cb->free; accepts NULL */
+
+/* The learner's "subclass": any NULL step is dispatched to the callbacks as an event. */
+typedef struct fl_learner_ops {
+  fl_status (*predict)(fl_learner *l);
+  fl_status (*get_loss)(fl_learner *l);
+  fl_status (*backward)(fl_learner *l);
+  fl_status (*step)(fl_learner *l);
+  fl_status (*zero_grad)(fl_learner *l);
+} fl_learner_ops;
+
+struct fl_metrics_cb;
+
+struct fl_learner {
+  /* set up by fl_learner_new */
+  fl_module *model;             /* borrowed */
+  fl_dataloaders *dls;          /* borrowed */
+  fl_loss_fn loss_func;
+  float lr;
+  fl_opt_fn opt_func;           /* NULL: fit creates no optimiser */
+  fl_callback **cbs;            /* sorted by order */
+  int n_cbs, cap_cbs;
+  const fl_learner_ops *ops;    /* NULL: all five steps come from callbacks */
+  float mom;                    /* MomentumLearner's momentum */
+  /* state during fit (all writable by callbacks) */
+  fl_optimizer *opt;            /* owned; made by fit from opt_func */
+  fl_dataloader *dl;            /* the loader of the current phase */
+  int epoch, n_epochs;
+  int fit_train, fit_valid;     /* fit's train / valid arguments */
+  int64_t iter;                 /* batch index within the epoch */
+  int64_t n_iter;               /* training batches done in this fit */
+  fl_batch batch;
+  fl_tensor *preds, *loss;      /* valid until the next batch starts */
+  int training;                 /* == model->training */
+  fl_graph *graph;              /* per-step arena + tape (owned) */
+  struct fl_metrics_cb *metrics;/* set by MetricsCB in before_fit (learn.metrics = self) */
+  void *user;                   /* yours */
+};
+
+/* Learner(model, dls, loss_func, lr, cbs, opt_func). Takes ownership of the n callbacks
+ * (freed by fl_learner_free). ops NULL = the plain Learner whose steps come from callbacks. */
+fl_learner *fl_learner_new(fl_module *model, fl_dataloaders *dls, fl_loss_fn loss_func, float lr,
+                           fl_callback **cbs, int n, fl_opt_fn opt_func, const fl_learner_ops *ops);
+void fl_learner_free(fl_learner *l);        /* accepts NULL */
+/* Adds a callback the learner will own (freed by fl_learner_free). */
+void fl_learner_add_cb(fl_learner *l, fl_callback *cb);
+/* fit(n_epochs, train, valid, cbs, lr): extra callbacks live for this fit only and stay the
+ * caller's; lr <= 0 means learn->lr. Returns FL_OK (also when cancelled) or an error. */
+fl_status fl_fit(fl_learner *l, int n_epochs, int train, int valid, fl_callback **cbs, int n, float lr);
+/* Runs an event on every callback in order; stops at the first non-OK status and returns it. */
+fl_status fl_learner_callback(fl_learner *l, fl_event e);
+/* The first callback with that name, or NULL. */
+fl_callback *fl_learner_find_cb(fl_learner *l, const char *name);
+
+/* TrainLearner's steps (model(batch[0]), loss_func(preds, batch[1]), backward, opt step, zero_grad). */
+extern const fl_learner_ops fl_train_ops;
+/* MomentumLearner: TrainLearner whose zero_grad multiplies the grads by learn->mom. */
+extern const fl_learner_ops fl_momentum_ops;
+fl_learner *fl_momentum_learner_new(fl_module *model, fl_dataloaders *dls, fl_loss_fn loss_func,
+                                    float lr, fl_callback **cbs, int n, fl_opt_fn opt_func, float mom);
+
+/* ---- callbacks of the lesson (each returns a heap callback; free with fl_callback_free,
+ * or hand it to a learner) ---- */
+fl_callback *fl_train_cb_new(int n_inp);
+fl_callback *fl_completion_cb_new(FILE *out);     /* prints "Completed N batches" after fit */
+/* Cancels after the first batch: cancel == FL_CANCEL_FIT or FL_CANCEL_EPOCH. Order 1. */
+fl_callback *fl_single_batch_cb_new(fl_status cancel);
+/* Moves the model (before_fit; also uploads the datasets once so batches are gathered on the
+ * device) and each batch (before_batch) to dev. */
+fl_callback *fl_device_cb_new(fl_device dev);
+/* Stops the fit with FL_ERR_NAN naming the epoch and batch when the loss is NaN or inf,
+ * checking every `every` batches (1 = each batch). Order -10 (after_loss, before others). */
+fl_callback *fl_nan_cb_new(int every);
+
+/* MetricsCB: the metrics (owned) with names (NULL name: the metric's type name), plus 'loss',
+ * a Mean weighted by batch size. Resets in before_epoch, logs in after_epoch. */
+typedef struct fl_log_entry {
+  const char *names[8];
+  double values[8];             /* metrics then loss */
+  int n;
+  int epoch;
+  int train;
+  double seconds;               /* wall time of the phase */
+} fl_log_entry;
+typedef void (*fl_log_fn)(void *ctx, const fl_log_entry *e);
+typedef struct fl_metrics_cb {
+  fl_callback cb;
+  fl_metric *metrics[7];
+  const char *names[7];
+  int n;
+  fl_metric *loss;
+  fl_log_fn log;                /* replaceable logger (default: prints the lesson's line) */
+  void *log_ctx;
+  FILE *out;                    /* where the default logger prints (stdout) */
+  fl_log_entry last;            /* the last epoch's values, for other callbacks */
+  double t0;
+} fl_metrics_cb;
+fl_callback *fl_metrics_cb_new(int n, fl_metric **metrics, const char **names);
+/* "{'accuracy': '0.602', 'loss': '1.190', 'epoch': 0, 'train': True}" into buf. */
+const char *fl_log_entry_str(const fl_log_entry *e, char *buf, size_t n);
+/* Writes one JSON object per epoch and phase (epoch, train, loss, each metric, seconds) to a
+ * file opened at before_fit (written to path.tmp, renamed at cleanup_fit). Order 2. */
+fl_callback *fl_jsonl_cb_new(const char *path);
+
+/* ProgressCB(plot): bars (a terminal) or plain lines; the metrics table; with plot, a live
+ * loss chart and `png` (may be NULL) with train and valid loss written after fit. Order 1. */
+fl_callback *fl_progress_cb_new(int plot, const char *png, FILE *out);
+
+/* LRFinderCB. The lesson's first version: lr *= lr_mult after each training batch, stops when
+ * loss > 3 x min. The second: an ExponentialLR(gamma) scheduler, stops when the loss is NaN or
+ * > max_mult x min. Both cancel validation epochs and plot loss against lr (log x) into png. */
+typedef struct fl_lr_finder_cb {
+  fl_callback cb;
+  int use_sched;
+  float lr_mult, max_mult;
+  fl_sched sched;
+  double *lrs, *losses;
+  int n, cap;
+  double min;
+  const char *png;
+} fl_lr_finder_cb;
+fl_callback *fl_lr_finder_cb_new(float lr_mult, const char *png);
+fl_callback *fl_lr_finder_sched_cb_new(float gamma, float max_mult, const char *png);
+/* learn.lr_find: fit(max_epochs, lr=start_lr, cbs=[LRFinderCB(gamma, max_mult)]), then
+ * restores the model's weights, grads and the optimiser exactly. Writes the curve to png
+ * (may be NULL), returns the suggested lr (lr at the minimum loss / 10) in *suggested and,
+ * when lrs/losses/n are not NULL, copies of the curve (free them). */
+fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr, int max_epochs,
+                     const char *png, float *suggested, double **lrs, double **losses, int *n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,161 @@
+/* MetricsCB: the metrics plus a batch-size-weighted Mean of the loss; reset before each epoch,
+ * updated after each batch (on the device: nothing is read back per batch), computed and
+ * logged after each epoch through a replaceable logger. And a JSON-lines logger on top. */
+#include <stdlib.h>
+#include <math.h>
+#include <string.h>
+
+#include "fl/learner.h"
+
+const char *fl_log_entry_str(const fl_log_entry *e, char *buf, size_t n) {
+  size_t k = (size_t)snprintf(buf, n, "{");
+  for (int i = 0; i < e->n && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, "'%s': '%.3f', ", e->names[i], e->values[i]);
+  if (k < n) snprintf(buf + k, n - k, "'epoch': %d, 'train': %s}", e->epoch, e->train ? "True" : "False");
+  return buf;
+}
+
+static void print_log(void *ctx, const fl_log_entry *e) {
+  char buf[512];
+  FILE *out = ctx;
+  fprintf(out, "%s\n", fl_log_entry_str(e, buf, sizeof buf));
+  fflush(out);
+}
+
+static fl_status mcb_before_fit(fl_callback *cb, fl_learner *l) {
+  l->metrics = (fl_metrics_cb *)cb;
+  return FL_OK;
+}
+
+static fl_status mcb_before_epoch(fl_callback *cb, fl_learner *l) {
+  (void)l;
+  fl_metrics_cb *m = (fl_metrics_cb *)cb;
+  for (int i = 0; i < m->n; i++) fl_metric_reset(m->metrics[i]);
+  fl_metric_reset(m->loss);
+  m->t0 = fl_now();
+  return FL_OK;
+}
+
+static fl_status mcb_after_batch(fl_callback *cb, fl_learner *l) {
+  fl_metrics_cb *m = (fl_metrics_cb *)cb;
+  const fl_tensor *y = l->batch.t[l->batch.n_inp];
+  for (int i = 0; i < m->n; i++) fl_metric_update(m->metrics[i], l->preds, y);
+  fl_mean_update(m->loss, l->loss, (double)fl_batch_size(&l->batch));
+  return FL_OK;
+}
+
+static fl_status mcb_after_epoch(fl_callback *cb, fl_learner *l) {
+  fl_metrics_cb *m = (fl_metrics_cb *)cb;
+  fl_log_entry *e = &m->last;
+  e->n = 0;
+  for (int i = 0; i < m->n; i++) {
+    e->names[e->n] = m->names[i];
+    e->values[e->n++] = fl_metric_compute(m->metrics[i]);
+  }
+  e->names[e->n] = "loss";
+  e->values[e->n++] = fl_metric_compute(m->loss);
+  e->epoch = l->epoch;
+  e->train = l->training;
+  e->seconds = fl_now() - m->t0;
+  if (m->log) m->log(m->log_ctx, e);
+  return FL_OK;
+}
+
+static void mcb_free(fl_callback *cb) {
+  fl_metrics_cb *m = (fl_metrics_cb *)cb;
+  for (int i = 0; i < m->n; i++) fl_metric_free(m->metrics[i]);
+  fl_metric_free(m->loss);
+  free(m);
+}
+
+/* MetricsCB(*ms, **metrics): a metric given without a name is named after its type. */
+fl_callback *fl_metrics_cb_new(int n, fl_metric **metrics, const char **names) {
+  FL_CHECK(n >= 0 && n <= 7 && (n == 0 || metrics), "fl_metrics_cb_new: 0 to 7 metrics");
+  fl_metrics_cb *m = fl_xcalloc(1, sizeof *m);
+  m->cb.name = "MetricsCB";
+  m->cb.free = mcb_free;
+  m->cb.on[FL_BEFORE_FIT] = mcb_before_fit;
+  m->cb.on[FL_BEFORE_EPOCH] = mcb_before_epoch;
+  m->cb.on[FL_AFTER_BATCH] = mcb_after_batch;
+  m->cb.on[FL_AFTER_EPOCH] = mcb_after_epoch;
+  for (int i = 0; i < n; i++) {
+    FL_CHECK(metrics[i], "fl_metrics_cb_new: metric %d is NULL", i);
+    m->metrics[i] = metrics[i];
+    m->names[i] = names && names[i] ? names[i] : metrics[i]->name;
+  }
+  m->n = n;
+  m->loss = fl_mean_new();
+  m->out = stdout;
+  m->log = print_log;
+  m->log_ctx = stdout;
+  m->last.epoch = -1;
+  return &m->cb;
+}
+
+/* ---- JSON-lines log: one object per epoch and phase ---- */
+typedef struct { fl_callback cb; char *path, *tmp; FILE *f; fl_status err; } jsonl_cb;
+
+static fl_status jcb_before_fit(fl_callback *cb, fl_learner *l) {
+  (void)l;
+  jsonl_cb *j = (jsonl_cb *)cb;
+  j->f = fopen(j->tmp, "w");
+  if (!j->f) return fl_error(FL_ERR_IO, "--log %s: cannot create the file", j->path);
+  return FL_OK;
+}
+
+static fl_status jcb_after_epoch(fl_callback *cb, fl_learner *l) {
+  jsonl_cb *j = (jsonl_cb *)cb;
+  if (!l->metrics || !j->f) return FL_OK;
+  const fl_log_entry *e = &l->metrics->last;
+  fprintf(j->f, "{\"epoch\": %d, \"train\": %s", e->epoch, e->train ? "true" : "false");
+  for (int i = 0; i < e->n; i++) {
+    if (isfinite(e->values[i])) fprintf(j->f, ", \"%s\": %.6f", e->names[i], e->values[i]);
+    else fprintf(j->f, ", \"%s\": null", e->names[i]);
+  }
+  fprintf(j->f, ", \"seconds\": %.6f, \"weights_fnv1a\": \"%016llx\"}\n", e->seconds,
+          (unsigned long long)fl_module_hash(l->model));
+  return FL_OK;
+}
+
+/* The file appears (renamed from .tmp) only when the fit ended without an error. */
+static fl_status jcb_cleanup_fit(fl_callback *cb, fl_learner *l) {
+  (void)l;
+  jsonl_cb *j = (jsonl_cb *)cb;
+  if (!j->f) return FL_OK;
+  int bad = ferror(j->f);
+  bad |= fclose(j->f) != 0;
+  j->f = NULL;
+  if (bad) {
+    remove(j->tmp);
+    return fl_error(FL_ERR_IO, "--log %s: write failed", j->path);
+  }
+  if (rename(j->tmp, j->path) != 0) {
+    remove(j->tmp);
+    return fl_error(FL_ERR_IO, "--log %s: cannot rename the finished log into place", j->path);
+  }
+  return FL_OK;
+}
+
+static void jcb_free(fl_callback *cb) {
+  jsonl_cb *j = (jsonl_cb *)cb;
+  if (j->f) { fclose(j->f); remove(j->tmp); }
+  free(j->path);
+  free(j->tmp);
+  free(j);
+}
+
+fl_callback *fl_jsonl_cb_new(const char *path) {
+  FL_CHECK(path && *path, "fl_jsonl_cb_new: path is empty");
+  jsonl_cb *j = fl_xcalloc(1, sizeof *j);
+  j->cb.name = "JsonlCB";
+  j->cb.order = 2;
+  j->cb.free = jcb_free;
+  j->cb.on[FL_BEFORE_FIT] = jcb_before_fit;
+  j->cb.on[FL_AFTER_EPOCH] = jcb_after_epoch;
+  j->cb.on[FL_CLEANUP_FIT] = jcb_cleanup_fit;
+  j->path = strdup(path);
+  size_t n = strlen(path) + 8;
+  j->tmp = fl_xmalloc(n);
+  snprintf(j->tmp, n, "%s.tmp", path);
+  return &j->cb;
+}
