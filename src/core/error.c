@@ -2,16 +2,21 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fl/core.h"
 
 static _Thread_local char fl__errbuf[512];
 
 fl_status fl_error(fl_status code, const char *fmt, ...) {
+  /* Formats into a local buffer first: callers may pass fl_last_error() as an argument
+   * ("...: %s", fl_last_error()) to wrap the previous reason. */
+  char tmp[sizeof fl__errbuf];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(fl__errbuf, sizeof fl__errbuf, fmt, ap);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(fl__errbuf, tmp, sizeof tmp);
   return code;
 }
 

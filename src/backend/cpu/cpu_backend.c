@@ -92,20 +92,24 @@ static void cpu_sum_bwd(float *gx, const float *gout, float scale, size_t n, int
     for (size_t i = 0; i < n; i++) gx[i] = v;
 }
 
-static float row_lse(const float *x, int N) {
+/* logsumexp of a row as max + log(sum exp(x - max)): returns log(sum), the max in *m.
+ * Callers form (x - m) - log(sum), not x - (m + log(sum)): with logits far from 0 the
+ * rounding of m + log(sum) would cost up to ulp(|m|)/2 in every log-probability. */
+static float row_lse(const float *x, int N, float *m_out) {
   float m = -INFINITY;
   for (int j = 0; j < N; j++) m = x[j] > m ? x[j] : m;
-  if (m == -INFINITY) return m;
+  *m_out = m;
+  if (m == -INFINITY) return 0.0f;
   float s = 0;
   for (int j = 0; j < N; j++) s += expf(x[j] - m);
-  return m + logf(s);
+  return logf(s);
 }
 
 static void cpu_log_softmax_fwd(float *y, const float *x, int M, int N) {
   for (int i = 0; i < M; i++) {
     const float *xr = x + (size_t)i * N;
-    float l = row_lse(xr, N);
-    for (int j = 0; j < N; j++) y[(size_t)i * N + j] = xr[j] - l;
+    float m, l = row_lse(xr, N, &m);
+    for (int j = 0; j < N; j++) y[(size_t)i * N + j] = (xr[j] - m) - l;
   }
 }
 
@@ -127,8 +131,9 @@ static void cpu_xent_fwd(float *loss, float *lse, const float *x, const int32_t 
   for (int i = 0; i < M; i++) {
     FL_CHECK(t[i] >= 0 && t[i] < N, "cross_entropy: target %d of row %d is outside [0, %d)", t[i], i, N);
     const float *xr = x + (size_t)i * N;
-    lse[i] = row_lse(xr, N);
-    s += (double)(lse[i] - xr[t[i]]);
+    float m, l = row_lse(xr, N, &m);
+    lse[i] = m + l;
+    s += (double)(l - (xr[t[i]] - m));
   }
   loss[0] = M ? (float)(s / M) : NAN;
 }
