@@ -6,8 +6,15 @@
  * 1 and 2 threads. A primitive costs 0.7-2 ms to create, so one is cached per shape (train
  * batch, last partial batch, valid batch...), with its memory objects: a call then only swaps
  * data handles and executes. Single caller thread (the training loop).
+ *
+ * Threads: a product smaller than FL_GEMM_PAR_MIN multiply-adds (default 4M, from
+ * bench/bench_epoch runs at bs 64..1024) runs on one thread. Splitting such small products
+ * costs more in wake-ups and in moving cache lines between cores than it saves, and it leaves
+ * the other core to the data loader's worker. The primitive is created and run with the same
+ * thread count (it is part of the cache key).
  */
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +29,7 @@
   } while (0)
 
 typedef struct mm_key {
-  int ta, tb, M, N, K, lda, ldb, ldc;
+  int ta, tb, M, N, K, lda, ldb, ldc, nthr;
   float alpha, beta;
 } mm_key;
 
@@ -104,6 +111,16 @@ static mm_entry *mm_get(const mm_key *k) {
   return e;
 }
 
+static long par_min = -1;
+
+static int gemm_threads(int M, int N, int K) {
+  if (par_min < 0) {
+    const char *e = getenv("FL_GEMM_PAR_MIN");
+    par_min = e ? atol(e) : 4L << 20;
+  }
+  return (long)M * N * K >= par_min ? omp_get_max_threads() : 1;
+}
+
 void fl__cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc) {
   if (M <= 0 || N <= 0) return;
@@ -113,20 +130,24 @@ void fl__cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float 
     return;
   }
   pthread_once(&mm_once, mm_init);
+  int max = omp_get_max_threads(), nthr = gemm_threads(M, N, K);
+  if (nthr != max) omp_set_num_threads(nthr);
+  mm_entry *e = NULL;
   if (!ta) {
-    mm_key k = {ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
-    mm_entry *e = mm_get(&k);
-    if (e) {
-      DNNL_OK(dnnl_memory_set_data_handle(e->a, (void *)A));
-      DNNL_OK(dnnl_memory_set_data_handle(e->b, (void *)B));
-      DNNL_OK(dnnl_memory_set_data_handle(e->c, C));
-      dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
-      DNNL_OK(dnnl_primitive_execute(e->prim, mm.stream, 3, args));
-      DNNL_OK(dnnl_stream_wait(mm.stream));
-      return;
-    }
+    mm_key k = {ta, tb, M, N, K, lda, ldb, ldc, nthr, alpha, beta};
+    e = mm_get(&k);
   }
-  DNNL_OK(dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+  if (e) {
+    DNNL_OK(dnnl_memory_set_data_handle(e->a, (void *)A));
+    DNNL_OK(dnnl_memory_set_data_handle(e->b, (void *)B));
+    DNNL_OK(dnnl_memory_set_data_handle(e->c, C));
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    DNNL_OK(dnnl_primitive_execute(e->prim, mm.stream, 3, args));
+    DNNL_OK(dnnl_stream_wait(mm.stream));
+  } else {
+    DNNL_OK(dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+  }
+  if (nthr != max) omp_set_num_threads(max);
 }
 
 void fl__ref_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
