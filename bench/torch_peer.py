@@ -17,6 +17,7 @@ ap.add_argument('--threads', type=int, default=2)
 ap.add_argument('--device', default='cpu')
 ap.add_argument('--lr', type=float, default=0.2)
 ap.add_argument('--seed', type=int, default=42)
+ap.add_argument('--json', default=None, help='also write per-epoch records [{epoch, seconds, accuracy}] here')
 ap.add_argument('--data', default=os.environ.get('FLEXLEARN_DATA', '/usr/share/datasets/fashion-mnist'))
 args = ap.parse_args()
 
@@ -78,7 +79,7 @@ class Learner:
 torch.manual_seed(args.seed)
 model = nn.Sequential(nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10)).to(dev)
 learn = Learner(model, args.lr)
-times = []
+times, recs = [], []
 for e in range(args.epochs):
     if dev.type == 'cuda': torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -86,7 +87,11 @@ for e in range(args.epochs):
     acc, loss = learn.one_epoch(False)
     if dev.type == 'cuda': torch.cuda.synchronize()
     times.append(time.perf_counter() - t0)
-warm = sorted(times[1:])
+    recs.append({'epoch': e, 'train': False, 'seconds': times[-1], 'accuracy': acc, 'loss': loss})
+if args.json:
+    import json
+    with open(args.json, 'w') as f: json.dump(recs, f)
+warm = sorted(times[1:] or times)
 med = warm[len(warm) // 2] if len(warm) % 2 else 0.5 * (warm[len(warm) // 2 - 1] + warm[len(warm) // 2])
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f'torch-peer: bs={args.bs} threads={args.threads} device={args.device} epoch_ms={1e3 * med:.1f} '

@@ -137,7 +137,7 @@ static int resolve_device(const char *want, fl_device *dev) {
   if (!strcmp(want, "cpu")) return *dev = FL_CPU, 0;
   int gpu = fl_cuda_available();
   if (!strcmp(want, "cuda")) {
-    if (!gpu) return bad("--device", want, fl_backend_cuda_reason());
+    if (!gpu) return bad("--device", want, fl_backend_cuda_reason()), 1;  /* the machine, not the usage */
     return *dev = FL_CUDA, 0;
   }
   if (!gpu) fprintf(stderr, "flexlearn: no usable GPU (%s); using the CPU\n", fl_backend_cuda_reason());

@@ -4,7 +4,20 @@
 #include "backend/backend.h"
 #include "fl/optim.h"
 
+/* With one group over a collated model the step is one kernel over the flat buffers (the
+ * padding between parameters is zero in both, so it stays zero). */
+static int one_flat_group(const fl_optimizer *o) {
+  return o->n_groups == 1 && o->model && o->model->flat &&
+         o->groups[0].n_params == fl_module_parameters(o->model, NULL, 0);
+}
+
 static fl_status sgd_step(fl_optimizer *o) {
+  if (one_flat_group(o)) {
+    fl_tensor *p = o->model->flat;
+    fl_backend_for(p->device)->sgd_step(p->data, o->model->flat_grad->data, o->groups[0].lr,
+                                        o->groups[0].wd, (size_t)fl_numel(p));
+    return FL_OK;
+  }
   for (int gi = 0; gi < o->n_groups; gi++) {
     fl_param_group *g = &o->groups[gi];
     for (int i = 0; i < g->n_params; i++) {

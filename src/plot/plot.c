@@ -2,6 +2,12 @@
  * The PNG is written to a temporary file beside the target and renamed into place. */
 #include "fl/plot.h"
 
+#ifdef FL_NO_CAIRO
+fl_status fl_plot_png(const char *path, const fl_series *s, int n_series, const fl_plot_opts *o) {
+  (void)s, (void)n_series, (void)o;
+  return fl_error(FL_ERR_IO, "%s: this build has no PNG plots (built with CAIRO=0)", path);
+}
+#else
 #include <cairo.h>
 #include <errno.h>
 #include <math.h>
@@ -330,3 +336,4 @@ fl_status fl_plot_png(const char *path, const fl_series *s, int n_series, const 
   return fl_error(FL_ERR_IO, "plot %s: cannot write: %s", path,
                   cs != CAIRO_STATUS_SUCCESS ? cairo_status_to_string(cs) : strerror(werr));
 }
+#endif /* FL_NO_CAIRO */

@@ -13,6 +13,7 @@
  * the other core to the data loader's worker. The primitive is created and run with the same
  * thread count (it is part of the cache key).
  */
+#ifndef FL_NO_DNNL
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -149,6 +150,11 @@ void fl__cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float 
   }
   if (nthr != max) omp_set_num_threads(max);
 }
+
+#endif /* FL_NO_DNNL */
+
+#include <stddef.h>
+#include "backend/cpu/gemm.h"
 
 void fl__ref_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc) {
