@@ -23,8 +23,9 @@ endif
 CFLAGS  += $(shell pkg-config --cflags cairo 2>/dev/null) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -ffp-contract=off $(OPT) -Iinclude -Isrc
 # DNNL=0: plain C GEMM instead of oneDNN; CAIRO=0: no PNG plots (for machines lacking them).
 DNNL    ?= 1
+ZLIB    ?= -lz
 CAIRO   ?= 1
-LDLIBS  := $(if $(filter 1,$(DNNL)),-ldnnl,) -lz $(if $(filter 1,$(CAIRO)),-lcairo,) -lm -lpthread $(EXTRA_LDLIBS)
+LDLIBS  := $(if $(filter 1,$(DNNL)),-ldnnl,) $(ZLIB) $(if $(filter 1,$(CAIRO)),-lcairo,) -lm -lpthread $(EXTRA_LDLIBS)
 CFLAGS  += $(if $(filter 1,$(DNNL)),,-DFL_NO_DNNL) $(if $(filter 1,$(CAIRO)),,-DFL_NO_CAIRO) $(EXTRA_CFLAGS)
 LDFLAGS += -fopenmp $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
 comma   := ,

@@ -62,7 +62,17 @@ for pair in "oneapi/dnnl/dnnl.h:libdnnl.so:libdnnl-dev" "zlib.h:libz.so:zlib1g-d
   has_lib "$l" || missing="$missing $pkg(library $l)"
 done
 [ -n "$NVCC" ] || missing="$missing nvcc"
-if [ -z "$missing" ]; then step "deps: ok"; else step "deps: FAIL (missing:$missing; set FL_MAKE_FLAGS to work around)"; fi
+if [ -z "$missing" ]; then step "deps: ok"; else echo "deps missing:$missing"; fi
+# Work around what is missing (the GPU machine has no package registry): the GPU path needs
+# neither oneDNN nor cairo (DNNL=0: plain C GEMM for the CPU tests; CAIRO=0: no PNG plots);
+# zlib's headers can travel in data/include and link against the runtime libz.so.1.
+auto=""
+has_header oneapi/dnnl/dnnl.h && has_lib libdnnl.so || auto="$auto DNNL=0"
+has_header cairo.h && has_lib libcairo.so || auto="$auto CAIRO=0"
+if ! has_header zlib.h && [ -f data/include/zlib.h ]; then auto="$auto EXTRA_CFLAGS=-I$(pwd)/data/include"; fi
+has_lib 'libz.so ' || auto="$auto ZLIB=-l:libz.so.1"
+FL_MAKE_FLAGS="$auto $FL_MAKE_FLAGS"
+step "deps: build flags:${FL_MAKE_FLAGS:- none}"
 TORCH_OK=0
 if "$PYTHON" -c 'import torch, sys; print("torch", torch.__version__, "cuda", torch.cuda.is_available()); sys.exit(0 if torch.cuda.is_available() else 1)' 2>&1 | tee "$LOGS/torch.txt"; then
   TORCH_OK=1

@@ -106,6 +106,10 @@ fl_dataloader *fl_dataloader_new(const fl_dataset *ds, const fl_dataloader_cfg *
 void fl_dataloader_free(fl_dataloader *dl);       /* accepts NULL; stops the workers */
 int64_t fl_dataloader_len(const fl_dataloader *dl);   /* batches per epoch */
 const fl_dataset *fl_dataloader_dataset(const fl_dataloader *dl);
+/* After fl_dataset_to moved the loader's dataset: rebuilds the loader's buffers on that device
+ * (batches are then gathered there). No-op when nothing moved. On failure (device memory) the
+ * loader stays on the host and the error is returned. The epoch counter is kept. */
+fl_status fl_dataloader_follow(fl_dataloader *dl);
 int fl_dataloader_bs(const fl_dataloader *dl);
 /* Starts an epoch: the k-th call (k = 0, 1, ...) uses permutation k when shuffling. Any epoch
  * in progress is abandoned. */

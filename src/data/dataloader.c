@@ -38,6 +38,7 @@ struct fl_dataloader {
   int64_t n, nb;        /* rows, batches per epoch */
   int row;              /* c * h * w */
   const fl_backend *be; /* device mode: the backend that gathers; NULL on the host */
+  fl_device dev;        /* where the buffers are (the dataset's device at set-up) */
   const uint8_t *src_x; /* rows to gather from (host or device) */
   const int32_t *src_y;
   int32_t *perm;        /* (n) host permutation of the current epoch */
@@ -164,7 +165,8 @@ static fl_status slot_init(fl_dataloader *dl, dl_slot *s, fl_device dev) {
   return FL_OK;
 }
 
-static void dl_free(fl_dataloader *dl) {
+/* Stops the workers and frees every buffer; the struct (and its mutex) stay. */
+static void dl_teardown(fl_dataloader *dl) {
   if (dl->th) {
     pthread_mutex_lock(&dl->mu);
     dl->stop = 1;
@@ -173,18 +175,31 @@ static void dl_free(fl_dataloader *dl) {
     for (int i = 0; i < dl->n_th; i++) pthread_join(dl->th[i], NULL);
     free(dl->th);
   }
-  pthread_cond_destroy(&dl->work_cv);
-  pthread_cond_destroy(&dl->done_cv);
-  pthread_mutex_destroy(&dl->mu);
+  dl->th = NULL;
+  dl->n_th = 0;
+  dl->stop = dl->active = dl->busy = 0;
   for (int i = 0; dl->slots && i < dl->n_slots; i++) {
     fl_tensor_free(dl->slots[i].x);
     fl_tensor_free(dl->slots[i].y);
   }
   free(dl->slots);
+  dl->slots = NULL;
+  dl->n_slots = 0;
   if (dl->be && dl->dperm != dl->perm) dl->be->free(dl->dperm);
   free(dl->perm);
+  dl->perm = dl->dperm = NULL;
+  dl->be = NULL;
+}
+
+static void dl_free(fl_dataloader *dl) {
+  dl_teardown(dl);
+  pthread_cond_destroy(&dl->work_cv);
+  pthread_cond_destroy(&dl->done_cv);
+  pthread_mutex_destroy(&dl->mu);
   free(dl);
 }
+
+static fl_status dl_setup(fl_dataloader *dl);
 
 static fl_status dl_new(const fl_dataset *ds, const fl_dataloader_cfg *cfg, fl_dataloader **out) {
   FL_CHECK(ds != NULL && cfg != NULL && out != NULL, "fl_dataloader_new: NULL argument");
@@ -212,8 +227,22 @@ static fl_status dl_new(const fl_dataset *ds, const fl_dataloader_cfg *cfg, fl_d
   pthread_cond_init(&dl->done_cv, NULL);
   for (int v = 0; v < 256; v++) dl->lut[v] = (float)v / 255.0f;
 
+  fl_status st = dl_setup(dl);
+  if (st) {
+    dl_free(dl);
+    return st;
+  }
+  *out = dl;
+  return FL_OK;
+}
+
+/* Builds the buffers (and workers) for where the dataset lives now. */
+static fl_status dl_setup(fl_dataloader *dl) {
+  const fl_dataset *ds = dl->ds;
+  const fl_dataloader_cfg *cfg = &dl->cfg;
   fl_status st = FL_OK;
   fl_device dev = ds->device;
+  dl->dev = dev;
   dl->perm = malloc((size_t)(ds->n ? ds->n : 1) * sizeof(int32_t));
   if (!dl->perm) {
     st = fl_error(FL_ERR_NOMEM, "fl_dataloader_new: out of memory for %lld indices",
@@ -254,10 +283,26 @@ static fl_status dl_new(const fl_dataset *ds, const fl_dataloader_cfg *cfg, fl_d
         goto fail;
       }
   }
-  *out = dl;
   return FL_OK;
 fail:
-  dl_free(dl);
+  dl_teardown(dl);
+  return st;
+}
+
+fl_status fl_dataloader_follow(fl_dataloader *dl) {
+  FL_CHECK(dl != NULL, "fl_dataloader_follow: dl is NULL");
+  if (dl->ds->device == dl->dev) return FL_OK;
+  dl_teardown(dl);
+  dl->started = 0;
+  fl_status st = dl_setup(dl);
+  if (st != FL_OK) {   /* stay usable on the host: batches are then copied one by one */
+    fl_dataset *ds = (fl_dataset *)dl->ds;
+    fl_device want = ds->device;
+    ds->device = FL_CPU;
+    fl_status back = dl_setup(dl);
+    ds->device = want;
+    FL_CHECK(back == FL_OK, "fl_dataloader_follow: %s", fl_last_error());
+  }
   return st;
 }
 

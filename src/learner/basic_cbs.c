@@ -108,7 +108,10 @@ static fl_status dcb_before_fit(fl_callback *cb, fl_learner *l) {
   /* Put the datasets on the device once: batches are then gathered there. */
   fl_dataloader *dl[2] = {l->dls->train, l->dls->valid};
   for (int i = 0; i < 2 && s == FL_OK; i++)
-    if (dl[i]) s = fl_dataset_to((fl_dataset *)fl_dataloader_dataset(dl[i]), d->dev);
+    if (dl[i]) {
+      s = fl_dataset_to((fl_dataset *)fl_dataloader_dataset(dl[i]), d->dev);
+      if (s == FL_OK) s = fl_dataloader_follow(dl[i]);
+    }
   return s;
 }
 
