@@ -27,8 +27,16 @@ for bs in $BSS; do
     dat=$(get "$f" data_s); rss=$(get "$f" peak_rss_mb)
     tm=NA; td=NA; tr=NA; ratio=NA
     if [ $have_torch = 1 ]; then
-      p=$($PY bench/torch_peer.py --bs "$bs" --threads "$t" --epochs "$EPOCHS" 2>&1 | grep '^torch-peer:')
-      tm=$(get "$p" epoch_ms); td=$(get "$p" data_s); tr=$(get "$p" peak_rss_mb)
+      # PyTorch at its best: OpenBLAS's own kernel choice (this machine's environment forces an
+      # older one: OPENBLAS_CORETYPE), and at 2 threads the faster of BLAS pools of 2 and of 1.
+      p=""; tm=""
+      for bt in $( [ "$t" = 1 ] && echo 1 || echo "$t 1"); do
+        q=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $PY bench/torch_peer.py --bs "$bs" --threads "$t" \
+              --blas-threads "$bt" --epochs "$EPOCHS" 2>&1 | grep '^torch-peer:')
+        m=$(get "$q" epoch_ms)
+        if [ -n "$m" ] && { [ -z "$tm" ] || awk -v a="$m" -v b="$tm" 'BEGIN{exit !(a < b)}'; }; then p=$q; tm=$m; fi
+      done
+      tm=${tm:-NA}; td=$(get "$p" data_s); tr=$(get "$p" peak_rss_mb)
       [ -n "$tm" ] && ratio=$(awk -v a="$learn" -v b="$tm" 'BEGIN{printf "%.2f", a/b}')
     fi
     printf '%-5s %-3s | %9s %9s %9s %8s %7s | %9s %8s %7s | %6s\n' "$bs" "$t" "$bare" "$learn" "$gemm" "$dat" "$rss" "$tm" "$td" "$tr" "$ratio"

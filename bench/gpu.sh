@@ -87,7 +87,7 @@ done
 # ---- 2. build ----
 say "make -j16 CUDA=1 BUILD=$BUILD all tests $FL_MAKE_FLAGS"
 # shellcheck disable=SC2086
-if timeout 300 make -j16 CUDA=1 BUILD="$BUILD" all tests $FL_MAKE_FLAGS >"$LOGS/make.txt" 2>&1; then
+if timeout 300 make -k -j16 CUDA=1 BUILD="$BUILD" all tests $FL_MAKE_FLAGS >"$LOGS/make.txt" 2>&1; then
   step "build: ok ($(grep -ci 'warning' "$LOGS/make.txt") warning lines)"
 else
   step "build: FAIL (rc=$?; see $LOGS/make.txt)"

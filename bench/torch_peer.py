@@ -14,6 +14,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument('--bs', type=int, default=1024)
 ap.add_argument('--epochs', type=int, default=4)
 ap.add_argument('--threads', type=int, default=2)
+ap.add_argument('--blas-threads', type=int, default=None, help='OpenBLAS pool (default = --threads)')
 ap.add_argument('--device', default='cpu')
 ap.add_argument('--lr', type=float, default=0.2)
 ap.add_argument('--seed', type=int, default=42)
@@ -22,8 +23,9 @@ ap.add_argument('--data', default=os.environ.get('FLEXLEARN_DATA', '/usr/share/d
 args = ap.parse_args()
 
 # Pin every pool before torch loads: torch.set_num_threads does not bind OpenBLAS's own pool.
-for v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
+for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
     os.environ[v] = str(args.threads)
+os.environ['OPENBLAS_NUM_THREADS'] = str(args.blas_threads or args.threads)
 t0 = time.perf_counter()
 import gzip, resource
 import numpy as np
@@ -94,5 +96,5 @@ if args.json:
 warm = sorted(times[1:] or times)
 med = warm[len(warm) // 2] if len(warm) % 2 else 0.5 * (warm[len(warm) // 2 - 1] + warm[len(warm) // 2])
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(f'torch-peer: bs={args.bs} threads={args.threads} device={args.device} epoch_ms={1e3 * med:.1f} '
+print(f'torch-peer: bs={args.bs} threads={args.threads} blas_threads={args.blas_threads or args.threads} device={args.device} epoch_ms={1e3 * med:.1f} '
       f'data_s={t_data:.3f} import_s={t_import:.3f} peak_rss_mb={rss:.1f} acc={acc:.3f} loss={loss:.3f}', flush=True)
