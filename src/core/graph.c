@@ -27,6 +27,7 @@ struct fl_graph {
   arena dev[N_DEV];      /* dev[FL_CUDA] for device data (dev[FL_CPU] unused) */
   fl_node *tape;
   int grad_enabled;
+  float *one[N_DEV];     /* a persistent 1.0f per device: the seed of every backward */
 };
 
 static void *arena_alloc(arena *a, fl_device d, size_t n) {
@@ -88,6 +89,8 @@ void fl_graph_free(fl_graph *g) {
   if (!g) return;
   arena_free(&g->host, FL_CPU);
   for (int d = 1; d < N_DEV; d++) arena_free(&g->dev[d], (fl_device)d);
+  for (int d = 0; d < N_DEV; d++)
+    if (g->one[d]) fl_backend_for((fl_device)d)->free(g->one[d]);
   free(g);
 }
 
@@ -144,6 +147,17 @@ fl_node *fl__graph_record(fl_graph *g, fl_tensor *out, void (*bw)(fl_graph *, fl
   out->requires_grad = 1;
   out->node = n;
   return n;
+}
+
+const float *fl__graph_one(fl_graph *g, fl_device dev) {
+  if (!g->one[dev]) {
+    const fl_backend *be = fl_backend_for(dev);
+    float *p = be->alloc(sizeof(float));
+    if (!p) return NULL;
+    be->fill(p, 1.0f, 1);
+    g->one[dev] = p;
+  }
+  return g->one[dev];
 }
 
 fl_node *fl__graph_tape(fl_graph *g) { return g->tape; }

@@ -24,6 +24,8 @@ void *fl__graph_alloc(fl_graph *g, fl_device dev, size_t bytes);
  * sets out->requires_grad and out->node. Returns NULL when nothing is recorded. */
 fl_node *fl__graph_record(fl_graph *g, fl_tensor *out, void (*bw)(fl_graph *, fl_node *),
                           fl_tensor *a, fl_tensor *b, fl_tensor *c);
+/* A persistent 1.0f on dev (the backward seed: no fill kernel per step); NULL when out of memory. */
+const float *fl__graph_one(fl_graph *g, fl_device dev);
 /* The tape's last node (NULL when empty); cleared by fl_backward. */
 fl_node *fl__graph_tape(fl_graph *g);
 void fl__graph_clear_tape(fl_graph *g);

@@ -382,9 +382,12 @@ fl_status fl_backward(fl_graph *g, fl_tensor *loss) {
   FL_CHECK(fl_numel(loss) == 1 && loss->dtype == FL_F32, "fl_backward: the loss must be a 1-element f32 tensor");
   FL_CHECK(loss->requires_grad && loss->node, "fl_backward: the loss does not require grad "
            "(no parameter took part, grad mode was off, or backward already ran)");
-  loss->grad = fl_graph_tensor(g, FL_F32, loss->device, loss->ndim, loss->shape);
+  /* d(loss)/d(loss) = 1: a view of the graph's persistent one (backward only reads it) */
+  const float *one = fl__graph_one(g, loss->device);
+  loss->grad = one ? fl__graph_alloc(g, FL_CPU, sizeof *loss->grad) : NULL;
   if (!loss->grad) return FL_ERR_NOMEM;
-  BE(loss)->fill(F(loss->grad), 1.0f, 1);
+  *loss->grad = (fl_tensor){.data = (void *)one, .dtype = FL_F32, .device = loss->device};
+  fl__set_shape(loss->grad, loss->ndim, loss->shape);
   for (fl_node *n = loss->node; n; n = n->prev)
     if (n->out->grad) n->backward(g, n);
   loss->node = NULL;
