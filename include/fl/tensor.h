@@ -109,6 +109,9 @@ fl_tensor *fl_flatten(fl_graph *g, fl_tensor *t);
 /* ---- ops (results live in g; shapes in comments: B batch, I in, O out, C classes) ---- */
 fl_tensor *fl_matmul(fl_graph *g, fl_tensor *a, fl_tensor *b);            /* (M,K)x(K,N) -> (M,N) */
 fl_tensor *fl_linear(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b); /* (B,I),(O,I),(O)|NULL -> (B,O) */
+/* relu(linear(x, w, b)) fused: one pass for bias + ReLU, and in the backward one for the ReLU
+ * mask + bias gradient. Same values and gradients, bit for bit, as fl_relu(fl_linear(...)). */
+fl_tensor *fl_linear_relu(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b);
 /* Elementwise with broadcasting (numpy rules, right-aligned, up to FL_MAX_DIMS). */
 fl_tensor *fl_add(fl_graph *g, fl_tensor *a, fl_tensor *b);
 fl_tensor *fl_sub(fl_graph *g, fl_tensor *a, fl_tensor *b);

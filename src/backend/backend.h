@@ -46,6 +46,10 @@ typedef struct fl_backend {
                     const float *src, int acc);
   /* y[M,N] += b[N] (broadcast over rows) */
   void (*bias_add)(float *y, const float *b, int M, int N);
+  /* y[M,N] = max(y + b[N], 0): Linear's bias and the ReLU after it in one pass */
+  void (*bias_relu)(float *y, const float *b, int M, int N);
+  /* gpre = gy * (y > 0) (overwritten), then gb[N] (+)= column sums of gpre (gb may be NULL) */
+  void (*relu_bias_grad)(float *gpre, float *gb, const float *gy, const float *y, int M, int N, int acc);
   /* gb[N] (+)= sum over rows of gy[M,N] */
   void (*bias_grad)(float *gb, const float *gy, int M, int N, int acc);
   void (*relu_fwd)(float *y, const float *x, size_t n);

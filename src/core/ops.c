@@ -135,10 +135,9 @@ fl_tensor *fl_matmul(fl_graph *g, fl_tensor *a, fl_tensor *b) {
   return record(g, y, matmul_bw, a, b, NULL) ? y : NULL;
 }
 
-static void linear_bw(fl_graph *g, fl_node *n) {
-  fl_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
+/* The gradient at Linear's output (B,O), then what linear_bw does with it. */
+static void linear_grads(fl_graph *g, fl_tensor *x, fl_tensor *w, const float *gy) {
   int B = (int)x->shape[0], I = (int)x->shape[1], O = (int)w->shape[0], acc;
-  const float *gy = F(y->grad);
   if (x->requires_grad) {  /* gx (B,I) (+)= gy (B,O) . w (O,I) */
     float *gx = grad_of(g, x, &acc);
     BE(x)->gemm(0, 0, B, I, O, 1.0f, gy, O, F(w), (int)w->stride[0], acc ? 1.0f : 0.0f, gx, I);
@@ -147,13 +146,39 @@ static void linear_bw(fl_graph *g, fl_node *n) {
     float *gw = grad_of(g, w, &acc);
     BE(w)->gemm(1, 0, O, I, B, 1.0f, gy, O, F(x), (int)x->stride[0], acc ? 1.0f : 0.0f, gw, I);
   }
+}
+
+static void linear_bw(fl_graph *g, fl_node *n) {
+  fl_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
+  linear_grads(g, x, w, F(y->grad));
   if (bias && bias->requires_grad) {  /* gb (O) (+)= column sums of gy */
+    int acc;
     float *gb = grad_of(g, bias, &acc);
-    BE(bias)->bias_grad(gb, gy, B, O, acc);
+    BE(bias)->bias_grad(gb, F(y->grad), (int)y->shape[0], (int)y->shape[1], acc);
   }
 }
 
-fl_tensor *fl_linear(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b) {
+static void linear_relu_bw(fl_graph *g, fl_node *n) {
+  fl_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
+  int B = (int)y->shape[0], O = (int)y->shape[1], acc = 0;
+  float *gpre = fl__graph_alloc(g, y->device, (size_t)B * O * sizeof(float));
+  FL_CHECK(gpre != NULL, "backward: %s", fl_last_error());
+  float *gb = bias && bias->requires_grad ? grad_of(g, bias, &acc) : NULL;
+  BE(y)->relu_bias_grad(gpre, gb, F(y->grad), F(y), B, O, acc);
+  linear_grads(g, x, w, gpre);
+}
+
+static fl_tensor *linear_fwd(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b, int relu);
+
+fl_tensor *fl_linear_relu(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b) {
+  FL_CHECK(!x || !w || b, "fl_linear_relu: needs a bias");
+  return linear_fwd(g, x, w, b, 1);
+}
+
+fl_tensor *fl_linear(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b) { return linear_fwd(g, x, w, b, 0); }
+
+
+static fl_tensor *linear_fwd(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b, int relu) {
   if (!x || !w) return NULL;
   char s1[64], s2[64];
   need_f32("fl_linear", x); need_f32("fl_linear", w);
@@ -171,8 +196,9 @@ fl_tensor *fl_linear(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b) {
   fl_tensor *y = fl_graph_tensor(g, FL_F32, x->device, 2, sh);
   if (!y) return NULL;
   BE(x)->gemm(0, 1, B, O, I, 1.0f, F(x), (int)x->stride[0], F(w), (int)w->stride[0], 0.0f, F(y), O);
-  if (b) BE(x)->bias_add(F(y), F(b), B, O);
-  return record(g, y, linear_bw, x, w, b) ? y : NULL;
+  if (relu) BE(x)->bias_relu(F(y), F(b), B, O);
+  else if (b) BE(x)->bias_add(F(y), F(b), B, O);
+  return record(g, y, relu ? linear_relu_bw : linear_bw, x, w, b) ? y : NULL;
 }
 
 /* ---------------------------------------------------------------- broadcasting add/sub/mul */

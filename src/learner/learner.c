@@ -29,10 +29,11 @@ static fl_status settle(int level, fl_status s, fl_event at) {
 /* before_X; body; after_X unless cancelled or failed; cleanup_X always (the lesson's with_cbs). */
 static fl_status with_cbs(fl_learner *l, int level, body_fn body) {
   fl_event before = (fl_event)(FL_BEFORE_FIT + 3 * level);
+  fl_event at = before;   /* where s came from, for the message of a misplaced cancel */
   fl_status s = fl_learner_callback(l, before);
   if (s == FL_OK) s = body(l);
-  if (s == FL_OK) s = fl_learner_callback(l, before + 1);
-  s = settle(level, s, before);
+  if (s == FL_OK) s = fl_learner_callback(l, at = before + 1);
+  s = settle(level, s, at);
   fl_status c = settle(level, fl_learner_callback(l, before + 2), before + 2);
   return s != FL_OK ? s : c;
 }

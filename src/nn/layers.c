@@ -48,8 +48,18 @@ static const fl_module_ops relu_ops = {"ReLU", relu_forward, NULL};
 fl_module *fl_relu_new(void) { return module_new(&relu_ops); }
 
 /* ---- Sequential ---- */
+/* A Linear (with bias) followed by a ReLU runs as one fused op (same bits, fewer passes). */
 static fl_tensor *seq_forward(fl_module *m, fl_graph *g, fl_tensor *x) {
-  for (int i = 0; i < m->n_children && x; i++) x = fl_module_forward(m->children[i], g, x);
+  for (int i = 0; i < m->n_children && x; i++) {
+    fl_module *c = m->children[i];
+    if (c->ops == &linear_ops && c->n_params == 2 && i + 1 < m->n_children &&
+        m->children[i + 1]->ops == &relu_ops) {
+      x = fl_linear_relu(g, x, c->params[0], c->params[1]);
+      i++;
+    } else {
+      x = fl_module_forward(c, g, x);
+    }
+  }
   return x;
 }
 static const fl_module_ops seq_ops = {"Sequential", seq_forward, NULL};

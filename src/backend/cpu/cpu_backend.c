@@ -67,6 +67,20 @@ static void cpu_bias_grad(float *gb, const float *gy, int M, int N, int acc) {
     for (int j = 0; j < N; j++) gb[j] += gy[(size_t)i * N + j];
 }
 
+static void cpu_bias_relu(float *y, const float *b, int M, int N) {
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      float v = y[(size_t)i * N + j] + b[j];
+      y[(size_t)i * N + j] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+static void cpu_relu_bias_grad(float *gpre, float *gb, const float *gy, const float *y, int M, int N,
+                               int acc) {
+  for (size_t i = 0; i < (size_t)M * N; i++) gpre[i] = y[i] > 0.0f ? gy[i] : 0.0f;
+  if (gb) cpu_bias_grad(gb, gpre, M, N, acc);
+}
+
 static void cpu_relu_fwd(float *y, const float *x, size_t n) {
   for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
@@ -234,6 +248,8 @@ const fl_backend fl_backend_cpu = {
     .reduce_to = cpu_reduce_to,
     .bias_add = cpu_bias_add,
     .bias_grad = cpu_bias_grad,
+    .bias_relu = cpu_bias_relu,
+    .relu_bias_grad = cpu_relu_bias_grad,
     .relu_fwd = cpu_relu_fwd,
     .relu_bwd = cpu_relu_bwd,
     .sum = cpu_sum,

@@ -214,6 +214,8 @@ static void fill_table(void) {
   table.reduce_to = fl__cuda_reduce_to;
   table.bias_add = fl__cuda_bias_add;
   table.bias_grad = fl__cuda_bias_grad;
+  table.bias_relu = fl__cuda_bias_relu;
+  table.relu_bias_grad = fl__cuda_relu_bias_grad;
   table.relu_fwd = fl__cuda_relu_fwd;
   table.relu_bwd = fl__cuda_relu_bwd;
   table.sum = fl__cuda_sum;

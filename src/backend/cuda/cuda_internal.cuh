@@ -123,6 +123,9 @@ void fl__cuda_reduce_to(float *dst, size_t dst_n, const int64_t *ds, int ndim,
                         const int64_t *shape, const float *src, int acc);
 void fl__cuda_bias_add(float *y, const float *b, int M, int N);
 void fl__cuda_bias_grad(float *gb, const float *gy, int M, int N, int acc);
+void fl__cuda_bias_relu(float *y, const float *b, int M, int N);
+void fl__cuda_relu_bias_grad(float *gpre, float *gb, const float *gy, const float *y, int M, int N,
+                             int acc);
 void fl__cuda_relu_fwd(float *y, const float *x, size_t n);
 void fl__cuda_relu_bwd(float *gx, const float *gy, const float *y, size_t n, int acc);
 void fl__cuda_sum(float *out, const float *x, size_t n, float scale);

@@ -281,6 +281,53 @@ void fl__cuda_bias_grad(float *gb, const float *gy, int M, int N, int acc) {
   cu_launched("bias_grad");
 }
 
+/* y = max(y + b, 0) (Linear + ReLU fused) */
+__global__ void k_bias_relu(float *y, const float *b, size_t n, size_t N) {
+  CU_FOR(i, n) {
+    float v = __fadd_rn(y[i], b[i % N]);
+    y[i] = v > 0.0f ? v : 0.0f;
+  }
+}
+
+void fl__cuda_bias_relu(float *y, const float *b, int M, int N) {
+  const size_t n = (size_t)(M > 0 ? M : 0) * (size_t)(N > 0 ? N : 0);
+  if (!n) return;
+  k_bias_relu<<<cu_blocks(n, CU_THREADS), CU_THREADS, 0, STREAM>>>(y, b, n, (size_t)N);
+  cu_launched("bias_relu");
+}
+
+/* gpre = gy * (y > 0); gb (+)= column sums of gpre: the layout and order of k_bias_grad, so the
+ * same bits as relu_bwd followed by bias_grad. */
+__global__ void k_relu_bias_grad(float *gpre, float *gb, const float *gy, const float *y, int M,
+                                 int N, int acc) {
+  __shared__ float part[32][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int j = blockIdx.x * 32 + tx;
+  float s = 0.0f;
+  if (j < N)
+    for (int i = ty; i < M; i += 32) {
+      const size_t k = (size_t)i * N + j;
+      const float v = y[k] > 0.0f ? gy[k] : 0.0f;
+      gpre[k] = v;
+      s += v;
+    }
+  part[ty][tx] = s;
+  __syncthreads();
+  for (int h = 16; h > 0; h >>= 1) {
+    if (ty < h) part[ty][tx] += part[ty + h][tx];
+    __syncthreads();
+  }
+  if (gb && ty == 0 && j < N) gb[j] = acc ? __fadd_rn(gb[j], part[0][tx]) : part[0][tx];
+}
+
+void fl__cuda_relu_bias_grad(float *gpre, float *gb, const float *gy, const float *y, int M, int N,
+                             int acc) {
+  if (N <= 0) return;
+  if (M < 0) M = 0;
+  k_relu_bias_grad<<<(N + 31) / 32, dim3(32, 32), 0, STREAM>>>(gpre, gb, gy, y, M, N, acc);
+  cu_launched("relu_bias_grad");
+}
+
 /* ---- relu ---- */
 __global__ void k_relu_fwd(float *y, const float *x, size_t n) {
   CU_FOR(i, n) {
