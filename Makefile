@@ -70,7 +70,7 @@ $(LIB_SO): $(OBJ)
 $(CLI): cli/flexlearn.c $(wildcard cli/*.h) $(LIB_A)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ cli/flexlearn.c $(LIB_A) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(LIB_A)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
 

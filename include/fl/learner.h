@@ -10,7 +10,7 @@
  * cleanup_X ALWAYS runs; FL_CANCEL_X is swallowed at level X (so a cancelled batch goes on
  * to the next batch); a higher cancel passes through the lower levels (running their
  * cleanup_ handlers, skipping their after_ ones); an error unwinds every level, still running
- * each cleanup_X, and fl_fit returns it (a cancel code of a level below the one it was
+ * each cleanup_X (which can read learn->status to tell how the level ended), and fl_fit returns it (a cancel code of a level below the one it was
  * returned at, e.g. FL_CANCEL_BATCH from before_epoch, is turned into an FL_ERR).
  *
  * Steps. The five training steps (predict, get_loss, backward, step, zero_grad) come from the
@@ -89,6 +89,7 @@ struct fl_learner {
   fl_batch batch;
   fl_tensor *preds, *loss;      /* valid until the next batch starts */
   int training;                 /* == model->training */
+  fl_status status;             /* in cleanup_X: how level X ended (FL_OK, its cancel, an error) */
   fl_graph *graph;              /* per-step arena + tape (owned) */
   struct fl_metrics_cb *metrics;/* set by MetricsCB in before_fit (learn.metrics = self) */
   void *user;                   /* yours */

@@ -33,6 +33,7 @@ static fl_status with_cbs(fl_learner *l, int level, body_fn body) {
   fl_status s = fl_learner_callback(l, before);
   if (s == FL_OK) s = body(l);
   if (s == FL_OK) s = fl_learner_callback(l, at = before + 1);
+  l->status = s;          /* cleanup_X handlers see how level X ended */
   s = settle(level, s, at);
   fl_status c = settle(level, fl_learner_callback(l, before + 2), before + 2);
   return s != FL_OK ? s : c;

@@ -117,12 +117,18 @@ static fl_status jcb_after_epoch(fl_callback *cb, fl_learner *l) {
   return FL_OK;
 }
 
-/* The file appears (renamed from .tmp) only when the fit ended without an error. */
+/* The file appears (renamed from .tmp) only when the fit ended without an error (a cancelled
+ * fit keeps what it logged); a failed one leaves nothing. */
 static fl_status jcb_cleanup_fit(fl_callback *cb, fl_learner *l) {
-  (void)l;
   jsonl_cb *j = (jsonl_cb *)cb;
   if (!j->f) return FL_OK;
   int bad = ferror(j->f);
+  if (l->status < 0) {   /* the fit failed: leave nothing half-written */
+    fclose(j->f);
+    j->f = NULL;
+    remove(j->tmp);
+    return FL_OK;
+  }
   bad |= fclose(j->f) != 0;
   j->f = NULL;
   if (bad) {

@@ -1,0 +1,393 @@
+/* The flexlearn command line: bad input gives one clear line on stderr naming the flag (or file)
+ * and a non-zero exit, and writes no output file; a small run on a synthetic Fashion-MNIST-shaped
+ * data directory prints the lesson's lines, writes the jsonl log and the PNG, and is
+ * deterministic for a seed; lr_find suggests an lr. The binary is $FLEXLEARN_CLI
+ * (default build/flexlearn). */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flexlearn.h"
+#include "test.h"
+
+static char g_dir[64] = "/tmp/fl_test_cli_XXXXXX";
+static const char *g_cli;
+static char g_out[1 << 16], g_err[1 << 16];
+
+/* ---- files ---- */
+static char *path_in(char *buf, size_t n, const char *name) {
+  snprintf(buf, n, "%s/%s", g_dir, name);
+  return buf;
+}
+
+static int exists(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+static size_t read_file(const char *p, char *buf, size_t n) {
+  FILE *f = fopen(p, "rb");
+  if (!f) return buf[0] = 0, 0;
+  size_t k = fread(buf, 1, n - 1, f);
+  buf[k] = 0;
+  fclose(f);
+  return k;
+}
+
+static void write_be32(FILE *f, uint32_t v) {
+  unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+  fwrite(b, 1, 4, f);
+}
+
+/* An IDX file of unsigned bytes; `cut` bytes of payload left off (a truncated file). */
+static void write_idx(const char *dir, const char *name, int ndim, const uint32_t *dims, const uint8_t *data, size_t cut) {
+  char p[256];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "wb");
+  FL_CHECK(f, "cannot write %s", p);
+  fputc(0, f), fputc(0, f), fputc(8, f), fputc(ndim, f);
+  size_t n = 1;
+  for (int i = 0; i < ndim; i++) write_be32(f, dims[i]), n *= dims[i];
+  fwrite(data, 1, n - cut, f);
+  fclose(f);
+}
+
+/* A Fashion-MNIST-shaped directory: n_train / n_test images of side x side, labels i % n_classes
+ * (one bright block per class, so there is something to learn). */
+static void make_data(const char *sub, uint32_t n_train, uint32_t n_test, uint32_t side, int n_classes,
+                      uint32_t n_train_labels, size_t cut_train_images) {
+  char dir[192];
+  path_in(dir, sizeof dir, sub);
+  mkdir(dir, 0700);
+  fl_rng r = fl_rng_make(5, FL_STREAM_USER);
+  for (int split = 0; split < 2; split++) {
+    uint32_t n = split ? n_test : n_train, px = side * side;
+    uint8_t *x = malloc((size_t)n * px), *y = malloc(n);
+    for (uint32_t i = 0; i < n; i++) {
+      y[i] = (uint8_t)(i % (uint32_t)n_classes);
+      for (uint32_t k = 0; k < px; k++)
+        x[(size_t)i * px + k] = (uint8_t)(k / 64 == (uint32_t)y[i] % 12 ? 200 + fl_rng_below(&r, 56) : fl_rng_below(&r, 60));
+    }
+    uint32_t idims[3] = {n, side, side}, ldims[1] = {split ? n : n_train_labels};
+    write_idx(dir, split ? "t10k-images-idx3-ubyte" : "train-images-idx3-ubyte", 3, idims, x, split ? 0 : cut_train_images);
+    write_idx(dir, split ? "t10k-labels-idx1-ubyte" : "train-labels-idx1-ubyte", 1, ldims, y, 0);
+    free(x), free(y);
+  }
+}
+
+static void rm_data(const char *sub) {
+  static const char *names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                                 "t10k-labels-idx1-ubyte"};
+  char p[256];
+  for (int i = 0; i < 4; i++) {
+    snprintf(p, sizeof p, "%s/%s/%s", g_dir, sub, names[i]);
+    unlink(p);
+  }
+  snprintf(p, sizeof p, "%s/%s", g_dir, sub);
+  rmdir(p);
+}
+
+/* ---- running the CLI: argv NULL-terminated; stdout / stderr into g_out / g_err ---- */
+static int run_cli_v(const char *const *args) {
+  char op[192], ep[192];
+  path_in(op, sizeof op, "stdout.txt");
+  path_in(ep, sizeof ep, "stderr.txt");
+  const char *argv[48];
+  int n = 0;
+  argv[n++] = g_cli;
+  for (; args[n - 1] && n < 47; n++) argv[n] = args[n - 1];
+  argv[n] = NULL;
+  fflush(stdout), fflush(stderr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* the sanitizers' own report of used suppressions would look like CLI output */
+    const char *lo = getenv("LSAN_OPTIONS");
+    char lsan[1024];
+    snprintf(lsan, sizeof lsan, "%s%sprint_suppressions=0", lo ? lo : "", lo && *lo ? ":" : "");
+    setenv("LSAN_OPTIONS", lsan, 1);
+    FILE *o = freopen(op, "w", stdout), *e = freopen(ep, "w", stderr);
+    if (!o || !e) _exit(126);
+    execv(g_cli, (char *const *)argv);
+    _exit(127);
+  }
+  int status = 0;
+  for (int waited = 0;; waited++) {   /* 120 s at most */
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) break;
+    if (waited > 12000) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      fprintf(stderr, "%s: timed out\n", g_cli);
+      return -1;
+    }
+    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+  }
+  read_file(op, g_out, sizeof g_out);
+  read_file(ep, g_err, sizeof g_err);
+  unlink(op), unlink(ep);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+#define CLI(...) run_cli_v((const char *const[]){__VA_ARGS__, NULL})
+
+static int count_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++) n += *s == '\n';
+  return n;
+}
+
+/* One line, "flexlearn: ...", ending in '\n', containing `needle`. */
+static int one_line_naming(const char *s, const char *needle) {
+  size_t n = strlen(s);
+  return n > 12 && count_lines(s) == 1 && s[n - 1] == '\n' && !strncmp(s, "flexlearn: ", 11) && strstr(s, needle);
+}
+
+static char g_log[192], g_png[192];
+
+/* A usage / data error: rc, one stderr line naming `needle`, nothing on stdout, no files. */
+static void expect_bad(int want_rc, const char *needle, const char *const *args) {
+  char tmp[220];
+  snprintf(tmp, sizeof tmp, "%s.tmp", g_log);
+  unlink(g_log), unlink(g_png), unlink(tmp);
+  int rc = run_cli_v(args);
+  char cmd[512] = "";
+  for (int i = 0; args[i]; i++) strcat(cmd, args[i]), strcat(cmd, " ");
+  EXPECTF(rc == want_rc, "`%s`: exit %d, want %d (stderr: %s)", cmd, rc, want_rc, g_err);
+  EXPECTF(one_line_naming(g_err, needle), "`%s`: stderr should be one line naming '%s':\n%s", cmd, needle, g_err);
+  EXPECTF(g_out[0] == 0, "`%s`: stdout: %s", cmd, g_out);
+  EXPECTF(!exists(g_log) && !exists(g_png) && !exists(tmp), "`%s` left an output file", cmd);
+}
+#define BAD(rc, needle, ...) expect_bad(rc, needle, (const char *const[]){__VA_ARGS__, NULL})
+
+static char g_good[192];
+
+static void test_help(void) {
+  EXPECT(CLI("--help") == 0);
+  EXPECT(strstr(g_out, "usage: flexlearn") && strstr(g_out, "--lr") && g_err[0] == 0);
+  EXPECT(CLI("fit", "--help") == 0);
+  EXPECT(strstr(g_out, "usage: flexlearn") && g_err[0] == 0);
+  EXPECT(CLI("lr_find", "-h") == 0);
+  EXPECT(strstr(g_out, "usage: flexlearn"));
+  int rc = CLI("fit", "--epochs");   /* no value */
+  EXPECT(rc == 2);
+  rc = run_cli_v((const char *const[]){NULL});   /* no command: usage on stderr */
+  EXPECT(rc == 2 && strstr(g_err, "usage:") && g_out[0] == 0);
+}
+
+static void test_bad_flags(void) {
+  BAD(2, "--bogus", "fit", "--bogus", "--log", g_log, "--plot", g_png);
+  BAD(2, "--lr", "fit", "--log", g_log, "--plot", g_png, "--lr");
+  BAD(2, "--lr", "fit", "--lr", "abc", "--log", g_log, "--plot", g_png);
+  BAD(2, "--lr", "fit", "--lr", "0.1x", "--log", g_log, "--plot", g_png);
+  BAD(2, "--lr", "fit", "--lr", "-1", "--log", g_log, "--plot", g_png);
+  BAD(2, "--lr", "fit", "--lr", "0", "--log", g_log, "--plot", g_png);
+  BAD(2, "--lr", "fit", "--lr", "nan", "--log", g_log, "--plot", g_png);
+  BAD(2, "--lr", "fit", "--lr", "inf", "--log", g_log, "--plot", g_png);
+  BAD(2, "--bs", "fit", "--bs", "0", "--log", g_log, "--plot", g_png);
+  BAD(2, "--bs", "fit", "--bs", "", "--log", g_log, "--plot", g_png);
+  BAD(2, "--epochs", "fit", "--epochs", "-1", "--log", g_log, "--plot", g_png);
+  BAD(2, "--epochs", "fit", "--epochs", "2.5", "--log", g_log, "--plot", g_png);
+  BAD(2, "--mom", "fit", "--mom", "1.5", "--log", g_log, "--plot", g_png);
+  BAD(2, "--mom", "fit", "--mom", "1", "--log", g_log, "--plot", g_png);
+  BAD(2, "--threads", "fit", "--threads", "0", "--log", g_log, "--plot", g_png);
+  BAD(2, "--workers", "fit", "--workers", "-1", "--log", g_log, "--plot", g_png);
+  BAD(2, "--seed", "fit", "--seed", "-3", "--log", g_log, "--plot", g_png);
+  BAD(2, "--seed", "fit", "--seed", "99999999999999999999999", "--log", g_log, "--plot", g_png);
+  BAD(2, "--device", "fit", "--device", "gpu", "--log", g_log, "--plot", g_png);
+  BAD(2, "--plot", "fit", "--plot", "x.txt", "--log", g_log);
+  BAD(2, "--plot", "lr_find", "--plot", "png", "--data", g_good);
+  char missing_log[256], missing_png[256];
+  snprintf(missing_log, sizeof missing_log, "%s/no/such/dir/x.jsonl", g_dir);
+  snprintf(missing_png, sizeof missing_png, "%s/no/such/dir/x.png", g_dir);
+  BAD(2, "--log", "fit", "--data", g_good, "--log", missing_log, "--plot", g_png);
+  BAD(2, "--plot", "fit", "--data", g_good, "--log", g_log, "--plot", missing_png);
+  BAD(2, "--plot", "lr_find", "--data", g_good, "--plot", missing_png);
+  BAD(2, "train", "train", "--data", g_good);
+  BAD(2, "--epochs", "--epochs", "1");
+}
+
+static void test_bad_data(void) {
+  char d[192];
+  path_in(d, sizeof d, "no_such_dir");
+  BAD(1, d, "fit", "--data", d, "--device", "cpu", "--log", g_log, "--plot", g_png);
+  path_in(d, sizeof d, "trunc");
+  BAD(1, "train-images-idx3-ubyte", "fit", "--data", d, "--device", "cpu", "--log", g_log, "--plot", g_png);
+  path_in(d, sizeof d, "mism");
+  BAD(1, "train-labels-idx1-ubyte", "fit", "--data", d, "--device", "cpu", "--log", g_log, "--plot", g_png);
+  EXPECT(strstr(g_err, "mismatch") != NULL);
+  path_in(d, sizeof d, "small");   /* 5x5 images: the model needs 28x28 */
+  BAD(1, "784", "fit", "--data", d, "--device", "cpu", "--log", g_log, "--plot", g_png);
+  BAD(1, "784", "lr_find", "--data", d, "--device", "cpu", "--plot", g_png);
+  path_in(d, sizeof d, "badlab");  /* a label 11: the model has 10 outputs */
+  BAD(1, "label", "fit", "--data", d, "--device", "cpu", "--log", g_log, "--plot", g_png);
+  path_in(d, sizeof d, "empty");   /* a directory without the files */
+  mkdir(d, 0700);
+  BAD(1, "train-images-idx3-ubyte", "fit", "--data", d, "--device", "cpu", "--log", g_log, "--plot", g_png);
+  rmdir(d);
+}
+
+static void test_device(void) {
+  if (fl_cuda_available()) SKIP("a GPU is present: the no-GPU paths cannot be checked");
+  BAD(1, "--device", "fit", "--device", "cuda", "--data", g_good, "--log", g_log, "--plot", g_png);
+  unlink(g_log);
+  int rc = CLI("fit", "--device", "auto", "--data", g_good, "--epochs", "1", "--bs", "64", "--no-progress");
+  EXPECTF(rc == 0, "rc %d: %s", rc, g_err);
+  EXPECTF(one_line_naming(g_err, "using the CPU"), "stderr: %s", g_err);
+  EXPECT(strstr(g_out, "'train': False}") != NULL);
+}
+
+/* "{'accuracy': '0.xxx', 'loss': 'x.xxx', 'epoch': E, 'train': True|False}" */
+static int lit(const char **p, const char *s) {
+  size_t n = strlen(s);
+  if (strncmp(*p, s, n)) return 0;
+  *p += n;
+  return 1;
+}
+static int num3(const char **p) {
+  const char *s = *p;
+  int d = 0;
+  while (*s >= '0' && *s <= '9') s++, d++;
+  if (!d || *s != '.') return 0;
+  s++;
+  for (int i = 0; i < 3; i++, s++)
+    if (*s < '0' || *s > '9') return 0;
+  *p = s;
+  return 1;
+}
+static int lesson_line(const char *s, int epoch, int train) {
+  char tail[64];
+  snprintf(tail, sizeof tail, "', 'epoch': %d, 'train': %s}\n", epoch, train ? "True" : "False");
+  const char *p = s;
+  return lit(&p, "{'accuracy': '") && num3(&p) && lit(&p, "', 'loss': '") && num3(&p) && lit(&p, tail);
+}
+
+/* The "seconds" values blanked (the only part of the log that is not deterministic). */
+static void strip_seconds(char *s) {
+  for (char *p = s; (p = strstr(p, "\"seconds\": "));) {
+    p += 11;
+    char *q = p;
+    while ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == '-' || *q == '+') q++;
+    memmove(p, q, strlen(q) + 1);
+  }
+}
+
+static void test_fit_run(void) {
+  char log2[192], png2[192], tmp[220];
+  path_in(log2, sizeof log2, "y.jsonl");
+  path_in(png2, sizeof png2, "y.png");
+  unlink(g_log), unlink(g_png);
+  int rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu",
+               "--seed", "7", "--log", g_log, "--plot", g_png);
+  EXPECTF(rc == 0, "rc %d: %s", rc, g_err);
+  EXPECTF(g_err[0] == 0, "stderr: %s", g_err);
+  char out1[4096];
+  memcpy(out1, g_out, sizeof out1 - 1);
+  out1[sizeof out1 - 1] = 0;
+  /* exactly: the train line, the valid line, the weights hash */
+  EXPECTF(count_lines(out1) == 3, "stdout:\n%s", out1);
+  EXPECTF(lesson_line(out1, 0, 1), "line 1: %s", out1);
+  const char *l2 = strchr(out1, '\n');
+  EXPECTF(l2 && lesson_line(l2 + 1, 0, 0), "line 2: %s", l2 ? l2 + 1 : "");
+  const char *l3 = l2 ? strchr(l2 + 1, '\n') : NULL;
+  unsigned long long h = 0;
+  char nl = 0;
+  EXPECTF(l3 && sscanf(l3 + 1, "weights fnv1a %16llx%c", &h, &nl) == 2 && nl == '\n' && strlen(l3 + 1) == 31,
+          "line 3: %s", l3 ? l3 + 1 : "");
+  /* the log: 2 lines with the fields; the png */
+  char j1[4096];
+  read_file(g_log, j1, sizeof j1);
+  EXPECTF(count_lines(j1) == 2, "jsonl:\n%s", j1);
+  EXPECT(!strncmp(j1, "{\"epoch\": 0, \"train\": true, ", 28));
+  const char *j2 = strchr(j1, '\n');
+  EXPECT(j2 && !strncmp(j2 + 1, "{\"epoch\": 0, \"train\": false, ", 29));
+  for (const char *k = j1; k && *k; k = strchr(k, '\n'), k = k ? k + 1 : NULL)
+    if (*k) EXPECTF(strstr(k, "\"loss\": ") && strstr(k, "\"accuracy\": ") && strstr(k, "\"seconds\": "), "%s", k);
+  snprintf(tmp, sizeof tmp, "%s.tmp", g_log);
+  EXPECT(!exists(tmp));
+  char pngh[16] = {0};
+  FILE *pf = fopen(g_png, "rb");
+  EXPECTF(pf != NULL, "no %s", g_png);
+  if (pf) {
+    EXPECT(fread(pngh, 1, 8, pf) == 8 && !memcmp(pngh, "\x89PNG\r\n\x1a\n", 8));
+    fclose(pf);
+  }
+
+  /* the same seed: identical stdout and log (but the seconds); another loader thread count too */
+  rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--seed",
+           "7", "--log", log2, "--plot", png2, "--workers", "0");
+  EXPECTF(rc == 0, "rc %d: %s", rc, g_err);
+  EXPECTF(!strcmp(g_out, out1), "second run:\n%s\nfirst:\n%s", g_out, out1);
+  char jj[4096];
+  read_file(log2, jj, sizeof jj);
+  strip_seconds(j1), strip_seconds(jj);
+  EXPECTF(!strcmp(j1, jj), "logs differ:\n%s\n%s", j1, jj);
+  EXPECT(exists(png2));
+  unlink(log2), unlink(png2);
+
+  /* another seed: other weights */
+  rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "8");
+  EXPECT(rc == 0);
+  EXPECT(count_lines(g_out) == 3 && strcmp(g_out, out1) && !strstr(g_out, l3 ? l3 + 1 : "x"));
+
+  /* with the progress callback (stdout is not a terminal): the same lesson lines, then the hash;
+   * and MomentumLearner runs */
+  rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "64", "--device", "cpu", "--mom", "0.5");
+  EXPECTF(rc == 0, "rc %d: %s", rc, g_err);
+  EXPECTF(count_lines(g_out) == 5 && lesson_line(g_out, 0, 1) && strstr(g_out, "'epoch': 1, 'train': False}\n") &&
+              strstr(g_out, "weights fnv1a "),
+          "stdout:\n%s", g_out);
+  EXPECT(!strchr(g_out, '\r') && !strchr(g_out, '\033'));
+  /* --epochs 0 trains nothing and succeeds */
+  rc = CLI("fit", "--data", g_good, "--epochs", "0", "--device", "cpu", "--no-progress");
+  EXPECT(rc == 0 && count_lines(g_out) == 1 && !strncmp(g_out, "weights fnv1a ", 14));
+  unlink(g_log), unlink(g_png);
+}
+
+static void test_lr_find_run(void) {
+  char png[192];
+  path_in(png, sizeof png, "lr.png");
+  int rc = CLI("lr_find", "--data", g_good, "--plot", png, "--device", "cpu", "--bs", "32");
+  EXPECTF(rc == 0, "rc %d: %s", rc, g_err);
+  EXPECTF(g_err[0] == 0, "stderr: %s", g_err);
+  EXPECTF(strstr(g_out, "suggested lr") != NULL, "stdout:\n%s", g_out);
+  float sug = 0;
+  const char *p = strstr(g_out, "suggested lr: ");
+  EXPECTF(p && sscanf(p, "suggested lr: %f", &sug) == 1 && sug > 0 && isfinite(sug), "stdout:\n%s", g_out);
+  EXPECT(strstr(g_out, "lr          loss\n1e-05 ") == g_out && strstr(g_out, "stopped after "));
+  EXPECT(exists(png));
+  unlink(png);
+}
+
+int main(void) {
+  g_cli = getenv("FLEXLEARN_CLI");
+  if (!g_cli || !*g_cli) g_cli = "build/flexlearn";
+  if (access(g_cli, X_OK) != 0) {
+    fprintf(stderr, "test_cli: %s: not an executable (set FLEXLEARN_CLI)\n", g_cli);
+    printf("tests: 0 passed, 1 failed, 0 skipped\n");
+    return 1;
+  }
+  if (!mkdtemp(g_dir)) return perror("mkdtemp"), 2;
+  path_in(g_log, sizeof g_log, "x.jsonl");
+  path_in(g_png, sizeof g_png, "x.png");
+  path_in(g_good, sizeof g_good, "good");
+  make_data("good", 256, 64, 28, 10, 256, 0);
+  make_data("trunc", 256, 64, 28, 10, 256, 1000);
+  make_data("mism", 256, 64, 28, 10, 255, 0);
+  make_data("small", 64, 16, 5, 10, 64, 0);
+  make_data("badlab", 64, 16, 28, 12, 64, 0);
+  RUN(test_help);
+  RUN(test_bad_flags);
+  RUN(test_bad_data);
+  RUN(test_device);
+  RUN(test_fit_run);
+  RUN(test_lr_find_run);
+  static const char *subs[5] = {"good", "trunc", "mism", "small", "badlab"};
+  for (int i = 0; i < 5; i++) rm_data(subs[i]);
+  unlink(g_log), unlink(g_png);
+  if (rmdir(g_dir) != 0) fprintf(stderr, "test_cli: %s not empty: %s\n", g_dir, strerror(errno));
+  return test_summary();
+}
