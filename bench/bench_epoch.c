@@ -91,7 +91,7 @@ static double gemm_epoch(int bs, fl_device dev) {
 }
 
 int main(int argc, char **argv) {
-  int bs = 1024, threads = 2, epochs = 5, workers = 1;
+  int bs = 1024, threads = 2, epochs = 5, workers = 0;
   const char *data = NULL, *device = "cpu";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--bs")) bs = atoi(argv[i + 1]);

@@ -25,7 +25,7 @@ static const char usage[] =
     "  --mom M           use MomentumLearner with momentum M in [0, 1) (default: plain SGD)\n"
     "  --seed N          seed for init and shuffling (default 42)\n"
     "  --threads N       CPU threads (default 2)\n"
-    "  --workers N       data loader threads (default 1; 0 = in the training thread)\n"
+    "  --workers N       data loader threads (default 0: batches are built by the training threads)\n"
     "  --data DIR        directory with the four Fashion-MNIST IDX files, raw or .gz\n"
     "                    (default $FLEXLEARN_DATA or /usr/share/datasets/fashion-mnist)\n"
     "  --device D        cpu, cuda or auto (default auto: the GPU when there is one)\n"
@@ -72,7 +72,7 @@ static int parse_double(const char *flag, const char *v, double *out) {
 }
 
 static int parse(int argc, char **argv, opts *o) {
-  *o = (opts){.epochs = 1, .bs = 1024, .threads = 2, .workers = 1, .progress = 1, .lr = 0.2,
+  *o = (opts){.epochs = 1, .bs = 1024, .threads = 2, .workers = 0, .progress = 1, .lr = 0.2,
               .mom = 0.85, .seed = 42, .device = "auto"};
   if (argc < 2) return fprintf(stderr, "%s", usage), 2;
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return fputs(usage, stdout), -1;

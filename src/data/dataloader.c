@@ -71,7 +71,7 @@ struct fl_dataloader {
 static void host_gather_u8(const float *lut, float *out, const uint8_t *src, const int32_t *idx,
                            int B, int row, int par) {
   /* par: the caller's thread may split the rows over the OpenMP pool (never from a worker) */
-#pragma omp parallel for schedule(static) if (par && (long)B * row >= (1L << 18))
+#pragma omp parallel for schedule(static) if (par && (long)B * row >= (1L << 16))
   for (int b = 0; b < B; b++) {
     const uint8_t *s = src + (size_t)idx[b] * (size_t)row;
     float *o = out + (size_t)b * (size_t)row;

@@ -56,18 +56,18 @@ static void cpu_reduce_to(float *dst, size_t dst_n, const int64_t *ds, int ndim,
   FOR_INDEX(ndim, shape, ds, zero, dst[oa] += src[i]; (void)ob);
 }
 
-static void cpu_bias_add(float *y, const float *b, int M, int N) {
+static void cpu_bias_add(float *restrict y, const float *restrict b, int M, int N) {
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) y[(size_t)i * N + j] += b[j];
 }
 
-static void cpu_bias_grad(float *gb, const float *gy, int M, int N, int acc) {
+static void cpu_bias_grad(float *restrict gb, const float *restrict gy, int M, int N, int acc) {
   if (!acc) memset(gb, 0, (size_t)N * sizeof *gb);
   for (int i = 0; i < M; i++)   /* rows in order: a fixed summation order */
     for (int j = 0; j < N; j++) gb[j] += gy[(size_t)i * N + j];
 }
 
-static void cpu_bias_relu(float *y, const float *b, int M, int N) {
+static void cpu_bias_relu(float *restrict y, const float *restrict b, int M, int N) {
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) {
       float v = y[(size_t)i * N + j] + b[j];
@@ -75,7 +75,8 @@ static void cpu_bias_relu(float *y, const float *b, int M, int N) {
     }
 }
 
-static void cpu_relu_bias_grad(float *gpre, float *gb, const float *gy, const float *y, int M, int N,
+static void cpu_relu_bias_grad(float *restrict gpre, float *gb, const float *restrict gy,
+                               const float *restrict y, int M, int N,
                                int acc) {
   for (size_t i = 0; i < (size_t)M * N; i++) gpre[i] = y[i] > 0.0f ? gy[i] : 0.0f;
   if (gb) cpu_bias_grad(gb, gpre, M, N, acc);
@@ -85,7 +86,8 @@ static void cpu_relu_fwd(float *y, const float *x, size_t n) {
   for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-static void cpu_relu_bwd(float *gx, const float *gy, const float *y, size_t n, int acc) {
+static void cpu_relu_bwd(float *restrict gx, const float *restrict gy, const float *restrict y,
+                         size_t n, int acc) {
   if (acc)
     for (size_t i = 0; i < n; i++) gx[i] += y[i] > 0.0f ? gy[i] : 0.0f;
   else
@@ -182,7 +184,7 @@ static void cpu_mse_bwd(float *gp, const float *gloss, const float *p, const flo
   }
 }
 
-static void cpu_sgd_step(float *p, const float *g, float lr, float wd, size_t n) {
+static void cpu_sgd_step(float *restrict p, const float *restrict g, float lr, float wd, size_t n) {
   if (wd != 0.0f)
     for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
   else
