@@ -222,6 +222,16 @@ if [ -x "$BUILD/bench/bench_epoch" ] && [ $DATA_OK = 1 ]; then
   grep '^bench-epoch:' "$LOGS/bench_epoch.txt"
 fi
 
+# ---- 5b. where the time of a small-batch epoch goes (when Nsight Systems is there) ----
+NSYS=$(command -v nsys 2>/dev/null || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1)
+if [ -n "$NSYS" ] && [ -x "$CLI" ] && [ $DATA_OK = 1 ]; then
+  say "nsys profile: fit --device cuda --bs 64 --epochs 2"
+  timeout 120 "$NSYS" profile --stats=true --force-overwrite true -o "$LOGS/prof_bs64" \
+    "$CLI" fit --device cuda --bs 64 --epochs 2 --no-progress --data "$DATA" >"$LOGS/nsys.txt" 2>&1
+  grep -A 14 -E 'cuda_api_sum|cuda_gpu_kern_sum' "$LOGS/nsys.txt" | cut -c1-160 | head -n 40
+  rm -f "$LOGS"/prof_bs64.nsys-rep "$LOGS"/prof_bs64.sqlite
+fi
+
 # ---- 6. summary ----
 echo
 echo "== summary ($(elapsed))"

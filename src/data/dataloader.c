@@ -109,8 +109,7 @@ static void fill(fl_dataloader *dl, dl_slot *s, int64_t i) {
   int64_t off = i * dl->cfg.bs;
   int B = (int)(dl->n - off < dl->cfg.bs ? dl->n - off : dl->cfg.bs);
   if (dl->be) {
-    dl->be->gather_u8(s->x->data, dl->src_x, dl->dperm + off, B, dl->row, 255.0f);
-    dl->be->gather_i32(s->y->data, dl->src_y, dl->dperm + off, B);
+    dl->be->gather_xy(s->x->data, s->y->data, dl->src_x, dl->src_y, dl->dperm + off, B, dl->row, 255.0f);
   } else {
     host_gather_u8(dl->lut, s->x->data, dl->src_x, dl->perm + off, B, dl->row, dl->th == NULL);
     host_gather_i32(s->y->data, dl->src_y, dl->perm + off, B);

@@ -233,6 +233,12 @@ static void cpu_gather_i32(int32_t *yout, const int32_t *ysrc, const int32_t *id
   for (int i = 0; i < B; i++) yout[i] = ysrc[idx[i]];
 }
 
+static void cpu_gather_xy(float *out, int32_t *yout, const uint8_t *src, const int32_t *ysrc,
+                          const int32_t *idx, int B, int row, float div) {
+  cpu_gather_u8(out, src, idx, B, row, div);
+  cpu_gather_i32(yout, ysrc, idx, B);
+}
+
 static fl_status cpu_status(void) { return FL_OK; }
 static void cpu_sync(void) {}
 
@@ -269,6 +275,7 @@ const fl_backend fl_backend_cpu = {
     .nonfinite = cpu_nonfinite,
     .gather_u8 = cpu_gather_u8,
     .gather_i32 = cpu_gather_i32,
+    .gather_xy = cpu_gather_xy,
     .status = cpu_status,
     .sync = cpu_sync,
 };

@@ -233,6 +233,7 @@ static void fill_table(void) {
   table.nonfinite = fl__cuda_nonfinite;
   table.gather_u8 = fl__cuda_gather_u8;
   table.gather_i32 = fl__cuda_gather_i32;
+  table.gather_xy = fl__cuda_gather_xy;
   table.status = cuda_status;
   table.sync = cuda_sync;
 }

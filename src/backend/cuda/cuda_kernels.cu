@@ -661,6 +661,25 @@ void fl__cuda_gather_u8(float *out, const uint8_t *src, const int32_t *idx, int 
   cu_launched("gather_u8");
 }
 
+/* k_gather_u8 whose blocks also copy their row's label */
+__global__ void k_gather_xy(float *out, int32_t *yout, const uint8_t *src, const int32_t *ysrc,
+                            const int32_t *idx, int B, int row, float div) {
+  for (int i = blockIdx.x; i < B; i += gridDim.x) {
+    const int32_t r = idx[i];
+    const uint8_t *s = src + (size_t)r * row;
+    float *o = out + (size_t)i * row;
+    for (int j = threadIdx.x; j < row; j += blockDim.x) o[j] = __fdiv_rn((float)s[j], div);
+    if (threadIdx.x == 0) yout[i] = ysrc[r];
+  }
+}
+
+void fl__cuda_gather_xy(float *out, int32_t *yout, const uint8_t *src, const int32_t *ysrc,
+                        const int32_t *idx, int B, int row, float div) {
+  if (B <= 0) return;
+  k_gather_xy<<<B < 65535 ? B : 65535, CU_THREADS, 0, STREAM>>>(out, yout, src, ysrc, idx, B, row, div);
+  cu_launched("gather_xy");
+}
+
 __global__ void k_gather_i32(int32_t *yout, const int32_t *ysrc, const int32_t *idx, int B) {
   CU_FOR(i, (size_t)B) yout[i] = ysrc[idx[i]];
 }
