@@ -267,14 +267,15 @@ int main(int argc, char **argv) {
     float sug;
     double *lrs = NULL, *losses = NULL;
     int npts = 0;
-    const char *png = o.plot ? o.plot : "lr_find.png";
+    const char *png = o.plot ? o.plot : fl_plot_available() ? "lr_find.png" : NULL;
     s = fl_lr_find(l, 1.3f, 3.0f, 1e-5f, 10, png, &sug, &lrs, &losses, &npts);
     if (s == FL_OK) {
       printf("lr          loss\n");
       for (int i = 0; i < npts; i++) printf("%-10.4g  %.4f\n", lrs[i], losses[i]);
       printf("stopped after %d batches at lr %.4g; minimum loss at lr %.4g\n", npts, npts ? lrs[npts - 1] : 0.0,
              (double)sug * 10);
-      printf("suggested lr: %.3g (the lr of the minimum loss / 10); plot: %s\n", (double)sug, png);
+      printf("suggested lr: %.3g (the lr of the minimum loss / 10); plot: %s\n", (double)sug,
+             png ? png : "none (this build has no PNG plots)");
     }
     free(lrs), free(losses);
   }

@@ -276,6 +276,9 @@ static void strip_seconds(char *s) {
 }
 
 static void test_fit_run(void) {
+#ifdef FL_NO_CAIRO
+  SKIP("built without cairo (CAIRO=0): the run writes plots");
+#endif
   char log2[192], png2[192], tmp[220];
   path_in(log2, sizeof log2, "y.jsonl");
   path_in(png2, sizeof png2, "y.png");
@@ -348,6 +351,9 @@ static void test_fit_run(void) {
 }
 
 static void test_lr_find_run(void) {
+#ifdef FL_NO_CAIRO
+  SKIP("built without cairo (CAIRO=0): the run writes plots");
+#endif
   char png[192];
   path_in(png, sizeof png, "lr.png");
   int rc = CLI("lr_find", "--data", g_good, "--plot", png, "--device", "cpu", "--bs", "32");

@@ -40,6 +40,8 @@ typedef struct fl_plot_opts {
  * with a value <= 0, size out of range); fl_last_error() then names the path.
  * Misuse (path or s NULL, n_series < 0, a series with n < 0 or y NULL) aborts. */
 fl_status fl_plot_png(const char *path, const fl_series *s, int n_series, const fl_plot_opts *o);
+/* 0 in builds without cairo (make CAIRO=0), where fl_plot_png always fails. */
+int fl_plot_available(void);
 
 /* ---- Terminal charts (Unicode braille: 2 x 4 dots per character cell). */
 

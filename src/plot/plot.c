@@ -3,11 +3,13 @@
 #include "fl/plot.h"
 
 #ifdef FL_NO_CAIRO
+int fl_plot_available(void) { return 0; }
 fl_status fl_plot_png(const char *path, const fl_series *s, int n_series, const fl_plot_opts *o) {
   (void)s, (void)n_series, (void)o;
   return fl_error(FL_ERR_IO, "%s: this build has no PNG plots (built with CAIRO=0)", path);
 }
 #else
+int fl_plot_available(void) { return 1; }
 #include <cairo.h>
 #include <errno.h>
 #include <math.h>
