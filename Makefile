@@ -14,7 +14,7 @@ ifeq ($(origin CUDA),undefined)
 endif
 
 BUILD   := build
-OPT     := -O2 -march=native
+OPT     := -O3 -march=native
 ifeq ($(SAN),1)
   BUILD := build-san
   OPT   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

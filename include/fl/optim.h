@@ -37,7 +37,10 @@ fl_optimizer *fl_sgd_new(fl_module *model, float lr);
 /* An optimiser factory (the Learner's opt_func). */
 typedef fl_optimizer *(*fl_opt_fn)(fl_module *model, float lr);
 
+/* One step over every parameter that has a gradient (grad_none parameters are skipped). */
 fl_status fl_opt_step(fl_optimizer *o);
+/* Sets every parameter's grad to none (PyTorch's set_to_none=True): the memory is not cleared,
+ * the next backward overwrites it. Read a grad only after a backward. */
 void fl_opt_zero_grad(fl_optimizer *o);
 void fl_opt_free(fl_optimizer *o);      /* accepts NULL */
 

@@ -13,6 +13,7 @@
  * graph is in no-grad mode). fl_backward(g, loss) runs the tape in reverse from a scalar and
  * ACCUMULATES (+=) into each leaf's grad, as PyTorch does; intermediate grads come from the
  * arena. Leaves that require grad must have a grad tensor (parameters get one from nn).
+ * A leaf whose grad_none is set (zero_grad's set-to-none) gets its grad written, not added to.
  */
 #ifndef FL_TENSOR_H
 #define FL_TENSOR_H
@@ -38,6 +39,8 @@ typedef struct fl_tensor {
   fl_device device;
   int requires_grad;
   struct fl_tensor *grad;          /* same shape, contiguous; NULL until needed */
+  int grad_none;                   /* 1 after zero_grad: grad holds no value (PyTorch's None);
+                                      the next backward writes it instead of adding to it */
   fl_node *node;                   /* tape node that produced it (NULL for leaves) */
   void *owned;                     /* storage to free with the tensor (NULL: not owner) */
   const char *name;                /* optional, for messages ("0.weight") */

@@ -33,7 +33,11 @@ static int record(fl_graph *g, fl_tensor *out, void (*bw)(fl_graph *, fl_node *)
 /* The grad buffer of an input during backward: allocated (and to be overwritten, *acc = 0) on
  * first use for intermediates; a leaf must already have one (*acc = 1: accumulate). */
 static float *grad_of(fl_graph *g, fl_tensor *t, int *acc) {
-  if (t->grad) { *acc = 1; return F(t->grad); }
+  if (t->grad) {   /* a leaf: accumulate, unless zero_grad left it "none" */
+    *acc = !t->grad_none;
+    t->grad_none = 0;
+    return F(t->grad);
+  }
   FL_CHECK(t->node != NULL, "backward: a leaf tensor (%s) requires grad but has no grad tensor "
            "(use fl_tensor_require_grad)", t->name ? t->name : "unnamed");
   t->grad = fl_graph_tensor(g, FL_F32, t->device, t->ndim, t->shape);

@@ -89,6 +89,10 @@ fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr,
   }
   fl_tensor_to_host(m->flat, w);
   fl_tensor_to_host(m->flat_grad, g);
+  fl_tensor *ps[64];
+  int np = fl_module_parameters(m, ps, 64), none[64];
+  FL_CHECK(np <= 64, "lr_find: more than 64 parameter tensors");
+  for (int i = 0; i < np; i++) none[i] = ps[i]->grad_none;
   fl_optimizer *saved_opt = l->opt;
   l->opt = NULL;
   fl_callback *cb = fl_lr_finder_sched_cb_new(gamma, max_mult, png);
@@ -101,6 +105,7 @@ fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr,
   fl_tensor_copy(m->flat, hw);
   fl_tensor_copy(m->flat_grad, hg);
   fl_tensor_free(hw), fl_tensor_free(hg);
+  for (int i = 0; i < np; i++) ps[i]->grad_none = none[i];
   free(w), free(g);
   fl_lr_finder_cb *f = (fl_lr_finder_cb *)cb;
   int best = 0;

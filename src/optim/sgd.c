@@ -4,11 +4,15 @@
 #include "backend/backend.h"
 #include "fl/optim.h"
 
-/* With one group over a collated model the step is one kernel over the flat buffers (the
- * padding between parameters is zero in both, so it stays zero). */
+/* With one group over a collated model whose every parameter has a gradient, the step is one
+ * kernel over the flat buffers (the padding between parameters is zero in both, stays zero). */
 static int one_flat_group(const fl_optimizer *o) {
-  return o->n_groups == 1 && o->model && o->model->flat &&
-         o->groups[0].n_params == fl_module_parameters(o->model, NULL, 0);
+  if (o->n_groups != 1 || !o->model || !o->model->flat ||
+      o->groups[0].n_params != fl_module_parameters(o->model, NULL, 0))
+    return 0;
+  for (int i = 0; i < o->groups[0].n_params; i++)
+    if (o->groups[0].params[i]->grad_none) return 0;
+  return 1;
 }
 
 static fl_status sgd_step(fl_optimizer *o) {
@@ -22,20 +26,19 @@ static fl_status sgd_step(fl_optimizer *o) {
     fl_param_group *g = &o->groups[gi];
     for (int i = 0; i < g->n_params; i++) {
       fl_tensor *p = g->params[i];
+      if (p->grad_none) continue;   /* no gradient since zero_grad: PyTorch skips it too */
       fl_backend_for(p->device)->sgd_step(p->data, p->grad->data, g->lr, g->wd, (size_t)fl_numel(p));
     }
   }
   return FL_OK;
 }
 
-/* Zeroes every grad; with a collated model that is one memset over the grad buffer. */
+/* PyTorch's zero_grad(set_to_none=True): marks every grad as none instead of clearing it, so
+ * the next backward writes the gradients (GEMMs with beta 0) and no memset runs: at bs 64 on
+ * the CPU that is ~10 % of the epoch, on the GPU one launch per step. */
 static void sgd_zero_grad(fl_optimizer *o) {
-  if (o->model && o->model->flat_grad) {
-    fl_tensor_zero(o->model->flat_grad);
-    return;
-  }
   for (int gi = 0; gi < o->n_groups; gi++)
-    for (int i = 0; i < o->groups[gi].n_params; i++) fl_tensor_zero(o->groups[gi].params[i]->grad);
+    for (int i = 0; i < o->groups[gi].n_params; i++) o->groups[gi].params[i]->grad_none = 1;
 }
 
 fl_optimizer *fl_sgd_new(fl_module *model, float lr) {
