@@ -95,8 +95,10 @@ test: deps
 run: deps all
 	$(CLI) fit
 
-bench: deps all
-	@bench/bench.sh
+# Also installs python3-torch (the peer loop) when missing.
+bench: all
+	@FL_SETUP_TORCH=1 tools/setup.sh
+	@BUILD=$(BUILD) bench/bench.sh
 
 clean:
 	rm -rf build build-san
