@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
   fl_metric *a = fl_multiclass_accuracy_new();
   const char *name = "accuracy";
   fl_callback *cbs[5] = {fl_train_cb_new(1), fl_device_cb_new(dev), fl_metrics_cb_new(1, &a, &name),
-                         fl_nan_cb_new(dev == FL_CPU ? 1 : 8), fl_progress_cb_new(0, NULL, null)};
+                         fl_nan_cb_new(dev == FL_CPU ? 1 : 8), fl_progress_cb_new(0, NULL, null, 0)};
   fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, 0.2f, cbs, 5, fl_sgd_new, NULL);
   ((fl_metrics_cb *)cbs[2])->log_ctx = null;
   for (int e = 0; e < epochs; e++) {

@@ -146,62 +146,6 @@ static int resolve_device(const char *want, fl_device *dev) {
   return 0;
 }
 
-/* --plot with --no-progress: the train losses (per batch) and valid losses (per epoch) to a PNG
- * after fit, what ProgressCB(plot=True) writes, without its bars. Order 1: after MetricsCB. */
-typedef struct { fl_callback cb; const char *png; double *tr, *vx, *vl; int ntr, nv, cap; } plot_cb;
-
-static fl_status plot_before_fit(fl_callback *cb, fl_learner *l) {
-  plot_cb *p = (plot_cb *)cb;
-  int cap = (int)(fl_dataloader_len(l->dls->train) * l->n_epochs) + l->n_epochs + 1;
-  if (cap > p->cap) {
-    free(p->tr), free(p->vx), free(p->vl);
-    p->tr = fl_xmalloc((size_t)cap * sizeof(double));
-    p->vx = fl_xmalloc((size_t)cap * sizeof(double));
-    p->vl = fl_xmalloc((size_t)cap * sizeof(double));
-    p->cap = cap;
-  }
-  p->ntr = p->nv = 0;
-  return FL_OK;
-}
-static fl_status plot_after_batch(fl_callback *cb, fl_learner *l) {
-  plot_cb *p = (plot_cb *)cb;
-  if (l->training && l->loss && p->ntr < p->cap) p->tr[p->ntr++] = fl_tensor_item(l->loss);
-  return FL_OK;
-}
-static fl_status plot_after_epoch(fl_callback *cb, fl_learner *l) {
-  plot_cb *p = (plot_cb *)cb;
-  if (!l->training && l->metrics && p->nv < p->cap) {
-    p->vx[p->nv] = (double)(l->epoch + 1) * (double)fl_dataloader_len(l->dls->train);
-    p->vl[p->nv++] = l->metrics->last.values[l->metrics->last.n - 1];
-  }
-  return FL_OK;
-}
-static fl_status plot_cleanup_fit(fl_callback *cb, fl_learner *l) {
-  (void)l;
-  plot_cb *p = (plot_cb *)cb;
-  if (!p->ntr) return FL_OK;
-  fl_series sr[2] = {{"train", NULL, p->tr, p->ntr}, {"valid", p->vx, p->vl, p->nv}};
-  fl_plot_opts po = {.title = "loss", .xlabel = "batch", .ylabel = "loss"};
-  return fl_plot_png(p->png, sr, p->nv ? 2 : 1, &po);
-}
-static void plot_free(fl_callback *cb) {
-  plot_cb *p = (plot_cb *)cb;
-  free(p->tr), free(p->vx), free(p->vl);
-  free(p);
-}
-static fl_callback *plot_cb_new(const char *png) {
-  plot_cb *p = fl_xcalloc(1, sizeof *p);
-  p->cb.name = "PlotCB";
-  p->cb.order = 1;
-  p->cb.free = plot_free;
-  p->cb.on[FL_BEFORE_FIT] = plot_before_fit;
-  p->cb.on[FL_AFTER_BATCH] = plot_after_batch;
-  p->cb.on[FL_AFTER_EPOCH] = plot_after_epoch;
-  p->cb.on[FL_CLEANUP_FIT] = plot_cleanup_fit;
-  p->png = png;
-  return &p->cb;
-}
-
 /* The lesson's model takes 28x28 images and has 10 outputs: other data is the user's mistake. */
 static int check_data(const char *dir, const fl_dataset *ds, const char *split) {
   if ((int64_t)ds->c * ds->h * ds->w != 28 * 28) {
@@ -254,8 +198,8 @@ int main(int argc, char **argv) {
     const char *name = "accuracy";
     cbs[n++] = fl_metrics_cb_new(1, &acc, &name);
     cbs[n++] = fl_nan_cb_new(dev == FL_CPU ? 1 : 8);
-    if (o.progress) cbs[n++] = fl_progress_cb_new(o.plot != NULL, o.plot, stdout);
-    else if (o.plot) cbs[n++] = plot_cb_new(o.plot);
+    /* --no-progress: the same callback without bars (it still records the plot) */
+    cbs[n++] = fl_progress_cb_new(o.plot != NULL, o.plot, stdout, o.progress ? -1 : 0);
     if (o.log) cbs[n++] = fl_jsonl_cb_new(o.log);
   }
   fl_learner *l = o.use_mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, fl_sgd_new, (float)o.mom)

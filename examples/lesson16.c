@@ -302,7 +302,7 @@ static fl_status flexible(const ctx *c) {
   out_path(c, "progress.png", png, sizeof png);
   /* cbs = [TrainCB(), DeviceCB(), metrics, ProgressCB(plot=True)]
    * learn = Learner(model, dls, F.cross_entropy, lr=0.2, cbs=cbs)   (no ops: __getattr__ -> callbacks) */
-  fl_callback *cbs[4] = {fl_train_cb_new(1), fl_device_cb_new(c->dev), metrics_cb(), fl_progress_cb_new(1, png, stdout)};
+  fl_callback *cbs[4] = {fl_train_cb_new(1), fl_device_cb_new(c->dev), metrics_cb(), fl_progress_cb_new(1, png, stdout, -1)};
   fl_learner *l = fl_learner_new(model, &dls, fl_cross_entropy, LR, cbs, 4, fl_sgd_new, NULL);
   s = fl_fit(l, 1, 1, 1, NULL, 0, 0);
   if (s == FL_OK) printf("plot: %s\n", png);
@@ -323,7 +323,7 @@ static fl_status momentum(const ctx *c) {
   out_path(c, "momentum.png", png, sizeof png);
   /* cbs = [DeviceCB(), metrics, ProgressCB(plot=True)]   # NB: No TrainCB
    * learn = MomentumLearner(get_model(), dls, F.cross_entropy, lr=0.2, cbs=cbs, mom=0.85) */
-  fl_callback *cbs[3] = {fl_device_cb_new(c->dev), metrics_cb(), fl_progress_cb_new(1, png, stdout)};
+  fl_callback *cbs[3] = {fl_device_cb_new(c->dev), metrics_cb(), fl_progress_cb_new(1, png, stdout, -1)};
   fl_learner *l = fl_momentum_learner_new(model, &dls, fl_cross_entropy, LR, cbs, 3, fl_sgd_new, 0.85f);
   s = fl_fit(l, 1, 1, 1, NULL, 0, 0);
   if (s == FL_OK) printf("plot: %s\n", png);
@@ -353,7 +353,7 @@ static fl_status lr_finder(const ctx *c) {
   out_path(c, "lr_finder_mult.png", png, sizeof png);
   fl_module *model = get_model(c);
   fl_callback *lrfind = fl_lr_finder_cb_new(1.3f, png);
-  fl_callback *cbs[3] = {fl_device_cb_new(c->dev), fl_progress_cb_new(0, NULL, stdout), lrfind};
+  fl_callback *cbs[3] = {fl_device_cb_new(c->dev), fl_progress_cb_new(0, NULL, stdout, -1), lrfind};
   fl_learner *l = fl_momentum_learner_new(model, &dls, fl_cross_entropy, 1e-4f, cbs, 3, fl_sgd_new, 0.85f);
   s = fl_fit(l, 1, 1, 1, NULL, 0, 0);
   if (s == FL_OK) {

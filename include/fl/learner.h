@@ -160,9 +160,10 @@ const char *fl_log_entry_str(const fl_log_entry *e, char *buf, size_t n);
  * file opened at before_fit (written to path.tmp, renamed at cleanup_fit). Order 2. */
 fl_callback *fl_jsonl_cb_new(const char *path);
 
-/* ProgressCB(plot): bars (a terminal) or plain lines; the metrics table; with plot, a live
- * loss chart and `png` (may be NULL) with train and valid loss written after fit. Order 1. */
-fl_callback *fl_progress_cb_new(int plot, const char *png, FILE *out);
+/* ProgressCB(plot): bars and the metrics table on a terminal, the lesson's plain metric lines
+ * otherwise (bars: 1 always, 0 never, -1 when `out` is a terminal); with plot, a live loss
+ * chart (with bars) and `png` (may be NULL) with train and valid loss written after fit. Order 1. */
+fl_callback *fl_progress_cb_new(int plot, const char *png, FILE *out, int bars);
 
 /* LRFinderCB. The lesson's first version: lr *= lr_mult after each training batch, stops when
  * loss > 3 x min. The second: an ExponentialLR(gamma) scheduler, stops when the loss is NaN or

@@ -159,7 +159,7 @@ static fl_status alloc_payload(const char *path, fl_idx *out) {
 
 /* ---- raw ---- */
 static fl_status parse_raw(const char *path, const uint8_t *p, size_t n, fl_idx *out) {
-  int ndim;
+  int ndim = 0;
   if (n < 4)
     return fl_error(FL_ERR_IO, "%s: truncated header: expected 4 bytes of magic number, got %zu",
                     path, n);
@@ -251,7 +251,7 @@ static fl_status parse_gzip(const char *path, const uint8_t *p, size_t n, fl_idx
 
   uint8_t hdr[4 + 16];
   size_t got;
-  int ndim;
+  int ndim = 0;
   fl_status st = gz_read(&g, hdr, 4, &got);
   if (!st && got < 4)
     st = fl_error(FL_ERR_IO, "%s: truncated header: expected 4 bytes of magic number, got %zu "

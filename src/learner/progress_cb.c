@@ -17,6 +17,7 @@ typedef struct {
   fl_progress *p;
   double *losses, *val_x, *val_losses;   /* preallocated in before_fit */
   int n_losses, n_val, cap;
+  int bars;                              /* 1, 0, -1: as fl_progress_new's tty */
   fl_log_fn prev_log;                    /* MetricsCB's logger, given back after fit */
   void *prev_ctx;
 } progress_cb;
@@ -46,7 +47,7 @@ static void pcb_log(void *ctx, const fl_log_entry *e) {
 static fl_status pcb_before_fit(fl_callback *cb, fl_learner *l) {
   progress_cb *c = (progress_cb *)cb;
   fl_progress_free(c->p);
-  c->p = fl_progress_new(c->out, -1);
+  c->p = fl_progress_new(c->out, c->bars);
   fl_progress_master(c->p, l->n_epochs);
   if (l->metrics) {   /* take over MetricsCB's logger, as the lesson does */
     c->prev_log = l->metrics->log;
@@ -133,7 +134,7 @@ static void pcb_free(fl_callback *cb) {
   free(c);
 }
 
-fl_callback *fl_progress_cb_new(int plot, const char *png, FILE *out) {
+fl_callback *fl_progress_cb_new(int plot, const char *png, FILE *out, int bars) {
   progress_cb *c = fl_xcalloc(1, sizeof *c);
   c->cb.name = "ProgressCB";
   c->cb.order = 1;   /* MetricsCB.order + 1 */
@@ -147,5 +148,6 @@ fl_callback *fl_progress_cb_new(int plot, const char *png, FILE *out) {
   c->plot = plot;
   c->png = png ? strdup(png) : NULL;
   c->out = out ? out : stdout;
+  c->bars = bars;
   return &c->cb;
 }
