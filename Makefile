@@ -87,8 +87,10 @@ deps:
 
 tests: $(TESTS) $(CLI)
 
-# The README's test command: installs what is missing, then runs every test under ASan+UBSan.
-test: deps
+# The README's test command: installs what is missing (with python3-torch, which the test of a
+# whole epoch against PyTorch uses), then runs every test under ASan+UBSan.
+test:
+	@FL_SETUP_TORCH=1 tools/setup.sh
 	@$(MAKE) --no-print-directory SAN=1 tests
 	@SAN_BUILD=build-san tools/run_tests.sh build-san
 
