@@ -216,9 +216,11 @@ int main(int argc, char **argv) {
     if (s == FL_OK) {
       printf("lr          loss\n");
       for (int i = 0; i < npts; i++) printf("%-10.4g  %.4f\n", lrs[i], losses[i]);
-      printf("stopped after %d batches at lr %.4g; minimum loss at lr %.4g\n", npts, npts ? lrs[npts - 1] : 0.0,
-             (double)sug * 10);
-      printf("suggested lr: %.3g (the lr of the minimum loss / 10); plot: %s\n", (double)sug,
+      int lo = 0;
+      for (int i = 1; i < npts; i++) if (losses[i] < losses[lo]) lo = i;
+      printf("stopped after %d batches at lr %.4g; minimum loss %.4f at lr %.4g\n", npts,
+             npts ? lrs[npts - 1] : 0.0, npts ? losses[lo] : NAN, npts ? lrs[lo] : NAN);
+      printf("suggested lr: %.3g (where the loss falls fastest); plot: %s\n", (double)sug,
              png ? png : "none (this build has no PNG plots)");
     }
     free(lrs), free(losses);

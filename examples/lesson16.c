@@ -364,7 +364,8 @@ static fl_status lr_finder(const ctx *c) {
     int best = argmin(f->losses, f->n);
     printf("  stopped after %d of %lld batches at lr %.3g (loss %.3f > 3 x min %.3f)\n", f->n,
            (long long)fl_dataloader_len(dls.train), f->lrs[f->n - 1], f->losses[f->n - 1], f->min);
-    printf("  lowest loss at lr %.3g; suggested lr (that / 10): %.3g\n", f->lrs[best], f->lrs[best] / 10);
+    printf("  lowest loss at lr %.3g; steepest slope at lr %.3g (the lesson: \"about 0.1\")\n", f->lrs[best],
+           fl_lr_steepest(f->lrs, f->losses, f->n));
     printf("  plot: %s\n", png);
   }
   fl_learner_free(l);

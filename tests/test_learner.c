@@ -711,9 +711,7 @@ static void test_lr_find(void) {
     EXPECT(bad_lr == 0);
     EXPECT(early == 0);
     EXPECTF(isnan(losses[np - 1]) || losses[np - 1] > 3 * mn, "last %g, min %g", losses[np - 1], mn);
-    int best = 0;
-    for (int i = 1; i < np; i++) if (losses[i] < losses[best]) best = i;
-    EXPECT(sug == (float)(lrs[best] / 10));
+    EXPECT(sug == (float)fl_lr_steepest(lrs, losses, np));
   }
   if (fl_plot_available()) EXPECT(png_ok(png));
   unlink(png);
@@ -897,6 +895,22 @@ static void test_jsonl_cb(void) {
   fx_free(&f);
 }
 
+/* The suggestion is where the smoothed loss falls fastest per log(lr), before the minimum: on a
+ * synthetic curve that drops around lr 0.1 and blows up past 1, it lands near 0.1. */
+static void test_lr_steepest(void) {
+  double lrs[60], losses[60];
+  int n = 0;
+  for (double lr = 1e-5; lr < 3 && n < 60; lr *= 1.3, n++) {
+    lrs[n] = lr;
+    double t = log10(lr / 0.1);   /* a sigmoid drop centred on 0.1, a rise after 1 */
+    losses[n] = 1.0 + 1.3 / (1.0 + exp(4.0 * t)) + (lr > 1 ? 3 * (lr - 1) : 0);
+  }
+  double s = fl_lr_steepest(lrs, losses, n);
+  EXPECTF(s > 0.05 && s < 0.2, "suggested %g", s);
+  EXPECT(isnan(fl_lr_steepest(lrs, losses, 0)));
+  EXPECT(fl_lr_steepest(lrs, losses, 2) == lrs[0]);
+}
+
 /* A fit that fails (a NaN loss) leaves no log behind, nor its .tmp: nothing half-written. */
 static fl_status status_in_cleanup(fl_callback *cb, fl_learner *l) {
   *(fl_status *)cb->ctx = l->status;
@@ -944,6 +958,7 @@ int main(void) {
   RUN(test_arena_steady);
   RUN(test_jsonl_cb);
   RUN(test_jsonl_failed_fit);
+  RUN(test_lr_steepest);
   rmdir(g_dir);
   return test_summary();
 }

@@ -76,6 +76,30 @@ fl_callback *fl_lr_finder_sched_cb_new(float gamma, float max_mult, const char *
   return lrf_new(1, gamma, max_mult, png);
 }
 
+/* The lesson's reading of the curve: "roughly where the steepest slope is". The losses are
+ * smoothed (a debiased exponential average, beta 0.8, as fastai smooths its recorder) and the
+ * suggestion is the lr where the smoothed loss falls fastest per log(lr), before its minimum. */
+double fl_lr_steepest(const double *lrs, const double *losses, int n) {
+  if (n < 3) return n ? lrs[0] : NAN;
+  double *sm = fl_xmalloc((size_t)n * sizeof *sm), avg = 0, w = 0;
+  int lo = 0;
+  for (int i = 0; i < n; i++) {
+    avg = 0.8 * avg + 0.2 * losses[i];
+    w = 0.8 * w + 0.2;
+    sm[i] = avg / w;
+    if (sm[i] < sm[lo]) lo = i;
+  }
+  int best = 0;
+  double slope = INFINITY;
+  for (int i = 0; i + 1 <= lo; i++) {
+    double s = (sm[i + 1] - sm[i]) / (log(lrs[i + 1]) - log(lrs[i]));
+    if (s < slope) slope = s, best = i;
+  }
+  double lr = lo > 0 ? sqrt(lrs[best] * lrs[best + 1]) : lrs[0];
+  free(sm);
+  return lr;
+}
+
 /* Saves the weights and grads to host memory, runs the finder, puts everything back. */
 fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr, int max_epochs,
                      const char *png, float *suggested, double **lrs, double **losses, int *n) {
@@ -108,9 +132,7 @@ fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr,
   for (int i = 0; i < np; i++) ps[i]->grad_none = none[i];
   free(w), free(g);
   fl_lr_finder_cb *f = (fl_lr_finder_cb *)cb;
-  int best = 0;
-  for (int i = 1; i < f->n; i++) if (f->losses[i] < f->losses[best]) best = i;
-  if (suggested) *suggested = f->n ? (float)(f->lrs[best] / 10.0) : NAN;
+  if (suggested) *suggested = (float)fl_lr_steepest(f->lrs, f->losses, f->n);
   if (lrs && losses && n) {
     *n = f->n;
     *lrs = fl_xmalloc((size_t)(f->n ? f->n : 1) * sizeof(double));
