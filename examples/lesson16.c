@@ -245,6 +245,28 @@ static fl_status metrics_demo(const ctx *c) {
   return FL_OK;
 }
 
+/* learn = Learner(get_model(), dls, F.cross_entropy, lr=0.2, cbs=cbs) with the learner's steps
+ * from ops (NULL: from the callbacks; fl_momentum_ops: MomentumLearner(mom=0.85)); learn.fit(1).
+ * Frees it all (the callbacks with the learner); *dev (may be NULL): where the model ended up. */
+static fl_status fit_fresh(const ctx *c, fl_callback **cbs, int n, const fl_learner_ops *ops, fl_device *dev) {
+  fl_dataloaders dls = {0};
+  fl_status s = get_dls(c, &dls);
+  if (s != FL_OK) {
+    for (int i = 0; i < n; i++) fl_callback_free(cbs[i]);
+    return s;
+  }
+  fl_module *model = get_model(c);
+  fl_learner *l = ops == &fl_momentum_ops
+                      ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, LR, cbs, n, fl_sgd_new, 0.85f)
+                      : fl_learner_new(model, &dls, fl_cross_entropy, LR, cbs, n, fl_sgd_new, ops);
+  s = fl_fit(l, 1, 1, 1, NULL, 0, 0);
+  if (dev) *dev = model->device;
+  fl_learner_free(l);
+  fl_module_free(model);
+  fl_dataloaders_free(&dls);
+  return s;
+}
+
 /* ---- 5. DeviceCB ---- */
 static fl_status device_cb(const ctx *c) {
   header("DeviceCB");
@@ -252,18 +274,11 @@ static fl_status device_cb(const ctx *c) {
   printf("def_device: %s", fl_device_name(c->dev));
   if (c->dev == FL_CPU) printf("   (no GPU: %s)", fl_backend_cuda_reason());
   printf("\n");
-  fl_dataloaders dls = {0};
-  fl_status s = get_dls(c, &dls);
-  if (s != FL_OK) return s;
-  fl_module *model = get_model(c);
   /* learn = Learner(get_model(), dls, F.cross_entropy, lr=0.2, cbs=[DeviceCB(), CompletionCB()]) */
   fl_callback *cbs[2] = {fl_device_cb_new(c->dev), fl_completion_cb_new(stdout)};
-  fl_learner *l = fl_learner_new(model, &dls, fl_cross_entropy, LR, cbs, 2, fl_sgd_new, &fl_train_ops);
-  s = fl_fit(l, 1, 1, 1, NULL, 0, 0);
-  if (s == FL_OK) printf("the model trained on: %s\n", fl_device_name(model->device));
-  fl_learner_free(l);
-  fl_module_free(model);
-  fl_dataloaders_free(&dls);
+  fl_device dev;
+  fl_status s = fit_fresh(c, cbs, 2, &fl_train_ops, &dev);
+  if (s == FL_OK) printf("the model trained on: %s\n", fl_device_name(dev));
   return s;
 }
 
@@ -277,59 +292,34 @@ static fl_callback *metrics_cb(void) {
 /* ---- 6. MetricsCB ---- */
 static fl_status metrics_cb_section(const ctx *c) {
   header("MetricsCB");
-  fl_dataloaders dls = {0};
-  fl_status s = get_dls(c, &dls);
-  if (s != FL_OK) return s;
-  fl_module *model = get_model(c);
   /* learn = Learner(model, dls, F.cross_entropy, lr=0.2, cbs=[DeviceCB(), metrics]); learn.fit(1) */
   fl_callback *cbs[2] = {fl_device_cb_new(c->dev), metrics_cb()};
-  fl_learner *l = fl_learner_new(model, &dls, fl_cross_entropy, LR, cbs, 2, fl_sgd_new, &fl_train_ops);
-  s = fl_fit(l, 1, 1, 1, NULL, 0, 0);
-  fl_learner_free(l);
-  fl_module_free(model);
-  fl_dataloaders_free(&dls);
-  return s;
+  return fit_fresh(c, cbs, 2, &fl_train_ops, NULL);
 }
 
 /* ---- 7. Flexible Learner: the steps as events, handled by TrainCB; ProgressCB ---- */
 static fl_status flexible(const ctx *c) {
   header("Flexible Learner: TrainCB + ProgressCB");
-  fl_dataloaders dls = {0};
-  fl_status s = get_dls(c, &dls);
-  if (s != FL_OK) return s;
-  fl_module *model = get_model(c);
   char png[4096];
   out_path(c, "progress.png", png, sizeof png);
   /* cbs = [TrainCB(), DeviceCB(), metrics, ProgressCB(plot=True)]
    * learn = Learner(model, dls, F.cross_entropy, lr=0.2, cbs=cbs)   (no ops: __getattr__ -> callbacks) */
   fl_callback *cbs[4] = {fl_train_cb_new(1), fl_device_cb_new(c->dev), metrics_cb(), fl_progress_cb_new(1, png, stdout, -1)};
-  fl_learner *l = fl_learner_new(model, &dls, fl_cross_entropy, LR, cbs, 4, fl_sgd_new, NULL);
-  s = fl_fit(l, 1, 1, 1, NULL, 0, 0);
+  fl_status s = fit_fresh(c, cbs, 4, NULL, NULL);
   if (s == FL_OK) printf("plot: %s\n", png);
-  fl_learner_free(l);
-  fl_module_free(model);
-  fl_dataloaders_free(&dls);
   return s;
 }
 
 /* ---- 8. MomentumLearner: p.grad *= 0.85 instead of zeroing ---- */
 static fl_status momentum(const ctx *c) {
   header("MomentumLearner");
-  fl_dataloaders dls = {0};
-  fl_status s = get_dls(c, &dls);
-  if (s != FL_OK) return s;
-  fl_module *model = get_model(c);
   char png[4096];
   out_path(c, "momentum.png", png, sizeof png);
   /* cbs = [DeviceCB(), metrics, ProgressCB(plot=True)]   # NB: No TrainCB
    * learn = MomentumLearner(get_model(), dls, F.cross_entropy, lr=0.2, cbs=cbs, mom=0.85) */
   fl_callback *cbs[3] = {fl_device_cb_new(c->dev), metrics_cb(), fl_progress_cb_new(1, png, stdout, -1)};
-  fl_learner *l = fl_momentum_learner_new(model, &dls, fl_cross_entropy, LR, cbs, 3, fl_sgd_new, 0.85f);
-  s = fl_fit(l, 1, 1, 1, NULL, 0, 0);
+  fl_status s = fit_fresh(c, cbs, 3, &fl_momentum_ops, NULL);
   if (s == FL_OK) printf("plot: %s\n", png);
-  fl_learner_free(l);
-  fl_module_free(model);
-  fl_dataloaders_free(&dls);
   return s;
 }
 
