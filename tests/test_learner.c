@@ -684,6 +684,7 @@ static void test_lr_find(void) {
   fl_tensor_copy(f.model->flat_grad, gt);
   fl_tensor_free(gt);
   uint64_t h0 = fl_module_hash(f.model);
+  uint64_t e_train = fl_dataloader_epoch(f.dls.train), e_valid = fl_dataloader_epoch(f.dls.valid);
   char png[128];
   snprintf(png, sizeof png, "%s/lr.png", g_dir);
   float sug = 0;
@@ -697,6 +698,8 @@ static void test_lr_find(void) {
   float *g2 = host_copy(f.model->flat_grad);
   EXPECT(!memcmp(g, g2, (size_t)n * sizeof *g));
   EXPECT(l->opt == opt && opt->groups[0].lr == 0.1f);
+  /* and the loaders' epochs: a later fit sees the data order it would have seen without lr_find */
+  EXPECT(fl_dataloader_epoch(f.dls.train) == e_train && fl_dataloader_epoch(f.dls.valid) == e_valid);
   /* lrs grow by gamma per batch from start_lr; it stops at the first loss > 3 x min (or NaN) */
   EXPECT(np >= 3 && np < 64 * 10);
   if (np >= 3) {

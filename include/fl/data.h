@@ -110,6 +110,10 @@ const fl_dataset *fl_dataloader_dataset(const fl_dataloader *dl);
  * (batches are then gathered there). No-op when nothing moved. On failure (device memory) the
  * loader stays on the host and the error is returned. The epoch counter is kept. */
 fl_status fl_dataloader_follow(fl_dataloader *dl);
+/* How many epochs were begun (the next begin() uses permutation fl_dataloader_epoch(dl)), and
+ * setting it (lr_find puts it back so that it leaves no trace in a later fit's data order). */
+uint64_t fl_dataloader_epoch(const fl_dataloader *dl);
+void fl_dataloader_set_epoch(fl_dataloader *dl, uint64_t epoch);
 int fl_dataloader_bs(const fl_dataloader *dl);
 /* Starts an epoch: the k-th call (k = 0, 1, ...) uses permutation k when shuffling. Any epoch
  * in progress is abandoned. */

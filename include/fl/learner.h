@@ -184,8 +184,8 @@ fl_callback *fl_lr_finder_sched_cb_new(float gamma, float max_mult, const char *
  * where the steepest slope is". NaN for an empty curve. */
 double fl_lr_steepest(const double *lrs, const double *losses, int n);
 /* learn.lr_find: fit(max_epochs, lr=start_lr, cbs=[LRFinderCB(gamma, max_mult)]), then
- * restores the model's weights, grads and the optimiser exactly. Writes the curve to png
- * (may be NULL), returns the suggested lr (fl_lr_steepest of the curve) in *suggested and,
+ * restores the model's weights, grads, the optimiser and the loaders' epoch counters exactly.
+ * Writes the curve to png (may be NULL), returns the suggested lr (fl_lr_steepest of the curve) in *suggested and,
  * when lrs/losses/n are not NULL, copies of the curve (free them). */
 fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr, int max_epochs,
                      const char *png, float *suggested, double **lrs, double **losses, int *n);

@@ -319,6 +319,16 @@ fl_status fl_dataloader_follow(fl_dataloader *dl) {
   return st;
 }
 
+uint64_t fl_dataloader_epoch(const fl_dataloader *dl) {
+  FL_CHECK(dl != NULL, "fl_dataloader_epoch: dl is NULL");
+  return dl->epoch;
+}
+
+void fl_dataloader_set_epoch(fl_dataloader *dl, uint64_t epoch) {
+  FL_CHECK(dl != NULL, "fl_dataloader_set_epoch: dl is NULL");
+  dl->epoch = epoch;
+}
+
 fl_dataloader *fl_dataloader_new(const fl_dataset *ds, const fl_dataloader_cfg *cfg) {
   fl_dataloader *dl;
   return dl_new(ds, cfg, &dl) == FL_OK ? dl : NULL;

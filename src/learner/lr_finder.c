@@ -118,6 +118,8 @@ fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr,
   FL_CHECK(np <= 64, "lr_find: more than 64 parameter tensors");
   for (int i = 0; i < np; i++) none[i] = ps[i]->grad_none;
   fl_optimizer *saved_opt = l->opt;
+  fl_dataloader *dl[2] = {l->dls ? l->dls->train : NULL, l->dls ? l->dls->valid : NULL};
+  uint64_t epochs[2] = {dl[0] ? fl_dataloader_epoch(dl[0]) : 0, dl[1] ? fl_dataloader_epoch(dl[1]) : 0};
   l->opt = NULL;
   fl_callback *cb = fl_lr_finder_sched_cb_new(gamma, max_mult, png);
   fl_status s = fl_fit(l, max_epochs, 1, 1, &cb, 1, start_lr);
@@ -130,6 +132,8 @@ fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr,
   fl_tensor_copy(m->flat_grad, hg);
   fl_tensor_free(hw), fl_tensor_free(hg);
   for (int i = 0; i < np; i++) ps[i]->grad_none = none[i];
+  for (int i = 0; i < 2; i++)   /* the data order of a later fit is as if lr_find never ran */
+    if (dl[i]) fl_dataloader_set_epoch(dl[i], epochs[i]);
   free(w), free(g);
   fl_lr_finder_cb *f = (fl_lr_finder_cb *)cb;
   if (suggested) *suggested = (float)fl_lr_steepest(f->lrs, f->losses, f->n);
