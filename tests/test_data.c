@@ -327,6 +327,33 @@ static fl_dataset *make_ds(int64_t n, int c, int h, int w) {
   return ds;
 }
 
+/* Every pixel value 0..255 through the loader's fast conversion (vector lanes and the scalar
+ * tail, inline and in a worker) equals (float)v / 255.0f bit for bit. */
+static void test_all_pixel_values(void) {
+  fl_dataset *ds = make_ds(2, 1, 17, 17);   /* 289 pixels a row: 18 vectors of 16 and a tail */
+  for (int64_t i = 0; i < 2 * 289; i++) ds->x[i] = (uint8_t)((i * 7 + i / 289) % 256);
+  for (int workers = 0; workers <= 1; workers++) {
+    fl_dataloader_cfg cfg = {2, 0, 1, workers, 1};
+    fl_dataloader *dl = fl_dataloader_new(ds, &cfg);
+    fl_dataloader_begin(dl);
+    fl_batch b;
+    EXPECT(fl_dataloader_next(dl, &b) == 1);
+    const float *x = b.t[0]->data;
+    int bad = 0, seen[256] = {0};
+    for (int i = 0; i < 2 * 289; i++) {
+      volatile float want = (float)ds->x[i] / 255.0f;
+      bad += memcmp(&x[i], (const void *)&want, sizeof want) != 0;
+      seen[ds->x[i]] = 1;
+    }
+    int all = 0;
+    for (int v = 0; v < 256; v++) all += seen[v];
+    EXPECT(all == 256);
+    EXPECTF(bad == 0, "%d pixels differ from v / 255.0f (workers %d)", bad, workers);
+    fl_dataloader_free(dl);
+  }
+  fl_dataset_free(ds);
+}
+
 static void test_loader_args(void) {
   fl_dataset *ds = make_ds(10, 1, 2, 2);
   fl_dataloader_cfg cfg = {.bs = 0};
@@ -661,6 +688,7 @@ int main(void) {
   RUN(test_idx_errors);
   RUN(test_dataset_from_idx);
   RUN(test_fashion_mnist_dir);
+  RUN(test_all_pixel_values);
   RUN(test_loader_args);
   RUN(test_loader_unshuffled);
   RUN(test_loader_shuffle);

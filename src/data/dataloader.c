@@ -81,11 +81,16 @@ static void host_gather_u8(const float *lut, float *out, const uint8_t *src, con
     }
     int j = 0;
 #if defined(__AVX512F__)
-    const __m512 d16 = _mm512_set1_ps(255.0f);
+    /* q = x * (1/255), then one FMA step corrects it to the correctly rounded x / 255: the same
+     * bits as the division for all 256 inputs (tests/test_data.c checks every one), at twice
+     * the speed of vdivps. */
+    const __m512 d16 = _mm512_set1_ps(255.0f), r16 = _mm512_set1_ps(1.0f / 255.0f);
     for (; j + 16 <= row; j += 16) {
       __m128i v = _mm_loadu_si128((const __m128i *)(s + j));
       __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v));
-      _mm512_storeu_ps(o + j, _mm512_div_ps(f, d16));
+      __m512 q = _mm512_mul_ps(f, r16);
+      q = _mm512_fmadd_ps(_mm512_fnmadd_ps(q, d16, f), r16, q);
+      _mm512_storeu_ps(o + j, q);
     }
 #endif
 #ifdef __AVX2__
