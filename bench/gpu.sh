@@ -242,15 +242,14 @@ for s in "${STEPS[@]}"; do
 done
 echo
 printf '%-6s %14s %14s %8s %10s %10s\n' bs flexlearn_ms pytorch_ms ratio fl_acc pt_acc
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "nan"; else printf "%.3f", a / b }'; }
 for bs in $BENCH_BS; do
-  ratio=$(awk -v a="${FL_MS[$bs]}" -v b="${PT_MS[$bs]}" \
-    'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "nan"; else printf "%.3f", a / b }')
+  ratio=$(ratio_of "${FL_MS[$bs]}" "${PT_MS[$bs]}")
   printf '%-6s %14s %14s %8s %10s %10s\n' "$bs" "${FL_MS[$bs]}" "${PT_MS[$bs]}" "$ratio" \
     "${FL_ACC[$bs]}" "${PT_ACC[$bs]}"
 done
 for bs in $BENCH_BS; do
-  ratio=$(awk -v a="${FL_MS[$bs]}" -v b="${PT_MS[$bs]}" \
-    'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "nan"; else printf "%.3f", a / b }')
+  ratio=$(ratio_of "${FL_MS[$bs]}" "${PT_MS[$bs]}")
   echo "bench-gpu: bs=$bs flexlearn_ms=${FL_MS[$bs]} pytorch_ms=${PT_MS[$bs]} ratio=$ratio"
 done
 echo "gpu.sh: $fails step(s) failed, $(elapsed)"

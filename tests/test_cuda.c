@@ -596,14 +596,12 @@ static void test_gather(void) {
     int32_t *y = malloc((B ? B : 1) * sizeof *y), *ry = malloc((B ? B : 1) * sizeof *ry);
     int32_t *didx = up(idx, B * 4), *dy = GPU->alloc(B * 4);
     float *dout = GPU->alloc(n * 4);
-    CPU->gather_u8(out, src, idx, B, row, 255.0f);
-    GPU->gather_u8(dout, dsrc, didx, B, row, 255.0f);
+    CPU->gather_xy(out, y, src, ysrc, idx, B, row, 255.0f);
+    GPU->gather_xy(dout, dy, dsrc, dysrc, didx, B, row, 255.0f);
     float *r = down(dout, n);
     char what[64];
-    snprintf(what, sizeof what, "gather_u8 B=%d", B);
+    snprintf(what, sizeof what, "gather_xy B=%d", B);
     EXPECT_EXACT(r, out, n, what);
-    CPU->gather_i32(y, ysrc, idx, B);
-    GPU->gather_i32(dy, dysrc, didx, B);
     GPU->to_host(ry, dy, B * 4);
     EXPECT(B == 0 || memcmp(ry, y, B * 4) == 0);
     GPU->free(didx), GPU->free(dy), GPU->free(dout);

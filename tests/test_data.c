@@ -536,8 +536,7 @@ static void test_workers_identical(void) {
   memcpy(idx, ref.y, sizeof idx);
   float *out = malloc(100 * 35 * 4);
   int32_t yo[100];
-  fl_backend_cpu.gather_u8(out, ds->x, idx, 100, 35, 255.0f);
-  fl_backend_cpu.gather_i32(yo, ds->y, idx, 100);
+  fl_backend_cpu.gather_xy(out, yo, ds->x, ds->y, idx, 100, 35, 255.0f);
   EXPECT(memcmp(out, ref.x, 100 * 35 * 4) == 0 && memcmp(yo, ref.y, sizeof yo) == 0);
   free(out);
   free(ref.x); free(ref.y);

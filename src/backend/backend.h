@@ -89,9 +89,6 @@ typedef struct fl_backend {
   /* ---- data: gather dataset rows into a batch on this device ----
    * out[i, :] = (float)src[idx[i] * row + j] / div  (division, as PyTorch's x / 255.)
    * yout[i] = ysrc[idx[i]]; idx is on this device. */
-  void (*gather_u8)(float *out, const uint8_t *src, const int32_t *idx, int B, int row, float div);
-  void (*gather_i32)(int32_t *yout, const int32_t *ysrc, const int32_t *idx, int B);
-  /* both at once (one launch on the GPU) */
   void (*gather_xy)(float *out, int32_t *yout, const uint8_t *src, const int32_t *ysrc,
                     const int32_t *idx, int B, int row, float div);
 

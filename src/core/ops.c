@@ -22,12 +22,17 @@ static void need_f32(const char *op, const fl_tensor *t) {
   FL_CHECK(t->dtype == FL_F32, "%s: expected an f32 tensor", op);
 }
 
-/* Records the node; returns 0 only when a node was needed but could not be stored. */
+/* Records a node for out (keeping `saved` for the backward) when grad mode is on and an input
+ * requires grad; returns 0 only when a node was needed but could not be stored (no memory). */
 static int record(fl_graph *g, fl_tensor *out, void (*bw)(fl_graph *, fl_node *), fl_tensor *a,
-                  fl_tensor *b, fl_tensor *c) {
-  int need = fl_graph_grad_enabled(g) && ((a && a->requires_grad) || (b && b->requires_grad) ||
-                                          (c && c->requires_grad));
-  return fl__graph_record(g, out, bw, a, b, c) != NULL || !need;
+                  fl_tensor *b, fl_tensor *c, void *saved) {
+  fl_node *n = fl__graph_record(g, out, bw, a, b, c);
+  if (n) {
+    n->saved = saved;
+    return 1;
+  }
+  return !(fl_graph_grad_enabled(g) && ((a && a->requires_grad) || (b && b->requires_grad) ||
+                                        (c && c->requires_grad)));
 }
 
 /* The grad buffer of an input during backward: allocated (and to be overwritten, *acc = 0) on
@@ -93,7 +98,7 @@ fl_tensor *fl_reshape(fl_graph *g, fl_tensor *t, int ndim, const int64_t *shape)
   v->owned = NULL;
   v->requires_grad = 0;
   fl__set_shape(v, ndim, s);
-  return record(g, v, view_bw, t, NULL, NULL) ? v : NULL;
+  return record(g, v, view_bw, t, NULL, NULL, NULL) ? v : NULL;
 }
 
 fl_tensor *fl_flatten(fl_graph *g, fl_tensor *t) {
@@ -136,7 +141,7 @@ fl_tensor *fl_matmul(fl_graph *g, fl_tensor *a, fl_tensor *b) {
   fl_tensor *y = fl_graph_tensor(g, FL_F32, a->device, 2, sh);
   if (!y) return NULL;
   BE(a)->gemm(0, 0, M, N, K, 1.0f, F(a), (int)a->stride[0], F(b), (int)b->stride[0], 0.0f, F(y), N);
-  return record(g, y, matmul_bw, a, b, NULL) ? y : NULL;
+  return record(g, y, matmul_bw, a, b, NULL, NULL) ? y : NULL;
 }
 
 /* The gradient at Linear's output (B,O), then what linear_bw does with it. */
@@ -202,7 +207,7 @@ static fl_tensor *linear_fwd(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor 
   BE(x)->gemm(0, 1, B, O, I, 1.0f, F(x), (int)x->stride[0], F(w), (int)w->stride[0], 0.0f, F(y), O);
   if (relu) BE(x)->bias_relu(F(y), F(b), B, O);
   else if (b) BE(x)->bias_add(F(y), F(b), B, O);
-  return record(g, y, relu ? linear_relu_bw : linear_bw, x, w, b) ? y : NULL;
+  return record(g, y, relu ? linear_relu_bw : linear_bw, x, w, b, NULL) ? y : NULL;
 }
 
 /* ---------------------------------------------------------------- broadcasting add/sub/mul */
@@ -274,10 +279,7 @@ static fl_tensor *binary(fl_graph *g, fl_binop op, const char *name, fl_tensor *
   fl_tensor *y = fl_graph_tensor(g, FL_F32, a->device, nd, shape);
   if (!y) return NULL;
   BE(a)->binary(op, nd, shape, F(y), F(a), sa, F(b), sb);
-  fl_node *node = fl__graph_record(g, y, binary_bw, a, b, NULL);
-  if (node) node->saved = (void *)(intptr_t)op;
-  else if (fl_graph_grad_enabled(g) && (a->requires_grad || b->requires_grad)) return NULL;
-  return y;
+  return record(g, y, binary_bw, a, b, NULL, (void *)(intptr_t)op) ? y : NULL;
 }
 
 fl_tensor *fl_add(fl_graph *g, fl_tensor *a, fl_tensor *b) { return binary(g, FL_OP_ADD, "fl_add", a, b); }
@@ -303,7 +305,7 @@ fl_tensor *fl_relu(fl_graph *g, fl_tensor *x) {
   fl_tensor *y = fl_graph_tensor(g, FL_F32, x->device, x->ndim, x->shape);
   if (!y) return NULL;
   BE(x)->relu_fwd(F(y), F(x), (size_t)fl_numel(x));
-  return record(g, y, relu_bw, x, NULL, NULL) ? y : NULL;
+  return record(g, y, relu_bw, x, NULL, NULL, NULL) ? y : NULL;
 }
 
 static void sum_bw(fl_graph *g, fl_node *n) {
@@ -321,10 +323,7 @@ static fl_tensor *reduce_all(fl_graph *g, fl_tensor *x, int mean) {
   if (!y) return NULL;
   size_t n = (size_t)fl_numel(x);
   BE(x)->sum(F(y), F(x), n, mean ? 1.0f / (float)n : 1.0f);
-  fl_node *node = fl__graph_record(g, y, sum_bw, x, NULL, NULL);
-  if (node) node->saved = (void *)(intptr_t)mean;
-  else if (fl_graph_grad_enabled(g) && x->requires_grad) return NULL;
-  return y;
+  return record(g, y, sum_bw, x, NULL, NULL, (void *)(intptr_t)mean) ? y : NULL;
 }
 
 fl_tensor *fl_sum(fl_graph *g, fl_tensor *x) { return reduce_all(g, x, 0); }
@@ -351,7 +350,7 @@ fl_tensor *fl_log_softmax(fl_graph *g, fl_tensor *x) {
   fl_tensor *y = fl_graph_tensor(g, FL_F32, x->device, 2, x->shape);
   if (!y) return NULL;
   BE(x)->log_softmax_fwd(F(y), F(x), (int)x->shape[0], (int)x->shape[1]);
-  return record(g, y, log_softmax_bw, x, NULL, NULL) ? y : NULL;
+  return record(g, y, log_softmax_bw, x, NULL, NULL, NULL) ? y : NULL;
 }
 
 static void xent_bw(fl_graph *g, fl_node *n) {
@@ -375,10 +374,7 @@ fl_tensor *fl_cross_entropy(fl_graph *g, fl_tensor *logits, fl_tensor *targets) 
   float *lse = y ? fl__graph_alloc(g, logits->device, (size_t)(M ? M : 1) * sizeof(float)) : NULL;
   if (!lse) return NULL;
   BE(logits)->xent_fwd(F(y), lse, F(logits), targets->data, M, N);
-  fl_node *node = fl__graph_record(g, y, xent_bw, logits, targets, NULL);
-  if (node) node->saved = lse;
-  else if (fl_graph_grad_enabled(g) && logits->requires_grad) return NULL;
-  return y;
+  return record(g, y, xent_bw, logits, targets, NULL, lse) ? y : NULL;
 }
 
 static void mse_bw(fl_graph *g, fl_node *n) {
@@ -399,10 +395,7 @@ fl_tensor *fl_mse(fl_graph *g, fl_tensor *pred, fl_tensor *target) {
   fl_tensor *y = fl_graph_tensor(g, FL_F32, pred->device, 0, NULL);
   if (!y) return NULL;
   BE(pred)->mse_fwd(F(y), F(pred), F(target), (size_t)fl_numel(pred));
-  fl_node *node = fl__graph_record(g, y, mse_bw, pred, NULL, NULL);
-  if (node) node->saved = target;
-  else if (fl_graph_grad_enabled(g) && pred->requires_grad) return NULL;
-  return y;
+  return record(g, y, mse_bw, pred, NULL, NULL, target) ? y : NULL;
 }
 
 /* ---------------------------------------------------------------- backward */

@@ -9,7 +9,7 @@
  *    n_slots - 1 ahead of the batch the caller holds (so its slot is never overwritten while
  *    in use). They block on a condition variable when there is nothing to do;
  *  - device (dataset uploaded with fl_dataset_to): one slot of device tensors; the epoch's
- *    permutation is uploaded once at begin() and the backend's gather_u8 / gather_i32 build
+ *    permutation is uploaded once at begin() and the backend's gather_xy builds
  *    each batch on the device. No threads.
  * So the batches are bitwise the same whatever the mode or thread count.
  *
@@ -65,9 +65,9 @@ struct fl_dataloader {
 
 /* ---- filling a batch ---- */
 /* out[b, :] = (float)src[idx[b] * row + j] / 255.0f   out (B, row), src (n, row), idx (B)
- * With AVX2: 8 pixels widened to float and divided by one vdivps (IEEE division is correctly
- * rounded, so the same bits as the scalar quotient): ~0.1 ms for 1024 x 784, where the table
- * lookup, which compilers do not vectorise, takes ~0.3-0.5 ms. The table does the tail. */
+ * Vectorised (AVX-512: multiply + FMA correction; AVX2: vdivps), the same bits as the scalar
+ * quotient; the table of the 256 quotients, which compilers do not vectorise, does the tail.
+ * Rows are scattered through 47 MB, so a later row is prefetched while one is converted. */
 static void host_gather_u8(const float *lut, float *out, const uint8_t *src, const int32_t *idx,
                            int B, int row, int par) {
   /* par: the caller's thread may split the rows over the OpenMP pool (never from a worker) */

@@ -100,22 +100,24 @@ double fl_lr_steepest(const double *lrs, const double *losses, int n) {
   return lr;
 }
 
-/* Saves the weights and grads to host memory, runs the finder, puts everything back. */
+/* Saves the weights and grads (on their device), runs the finder, puts everything back. */
 fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr, int max_epochs,
                      const char *png, float *suggested, double **lrs, double **losses, int *n) {
   FL_CHECK(start_lr > 0 && max_epochs > 0, "fl_lr_find: start_lr and max_epochs must be > 0");
   fl_module *m = l->model;
-  size_t bytes = (size_t)fl_numel(m->flat) * sizeof(float);
-  float *w = malloc(bytes), *g = malloc(bytes);
-  if (!w || !g) {
-    free(w), free(g);
-    return fl_error(FL_ERR_NOMEM, "lr_find: out of memory saving the model");
+  /* snapshots on the model's device: weights, grads, and which grads are none */
+  fl_tensor *w = fl_tensor_new1(FL_F32, m->device, fl_numel(m->flat));
+  fl_tensor *g = w ? fl_tensor_new1(FL_F32, m->device, fl_numel(m->flat_grad)) : NULL;
+  if (!g) {
+    fl_tensor_free(w);
+    return fl_error(FL_ERR_NOMEM, "lr_find: out of memory saving the model (%s)", fl_last_error());
   }
-  fl_tensor_to_host(m->flat, w);
-  fl_tensor_to_host(m->flat_grad, g);
-  fl_tensor *ps[64];
-  int np = fl_module_parameters(m, ps, 64), none[64];
-  FL_CHECK(np <= 64, "lr_find: more than 64 parameter tensors");
+  fl_tensor_copy(w, m->flat);
+  fl_tensor_copy(g, m->flat_grad);
+  int np = fl_module_parameters(m, NULL, 0);
+  fl_tensor **ps = fl_xmalloc((size_t)(np ? np : 1) * sizeof *ps);
+  int *none = fl_xmalloc((size_t)(np ? np : 1) * sizeof *none);
+  fl_module_parameters(m, ps, np);
   for (int i = 0; i < np; i++) none[i] = ps[i]->grad_none;
   fl_optimizer *saved_opt = l->opt;
   fl_dataloader *dl[2] = {l->dls ? l->dls->train : NULL, l->dls ? l->dls->valid : NULL};
@@ -125,16 +127,13 @@ fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr,
   fl_status s = fl_fit(l, max_epochs, 1, 1, &cb, 1, start_lr);
   fl_opt_free(l->opt);
   l->opt = saved_opt;
-  fl_tensor *hw = fl_tensor_from_data(FL_F32, FL_CPU, 1, m->flat->shape, w);
-  fl_tensor *hg = fl_tensor_from_data(FL_F32, FL_CPU, 1, m->flat->shape, g);
-  FL_CHECK(hw && hg, "lr_find: out of memory restoring the model");
-  fl_tensor_copy(m->flat, hw);
-  fl_tensor_copy(m->flat_grad, hg);
-  fl_tensor_free(hw), fl_tensor_free(hg);
+  fl_tensor_copy(m->flat, w);
+  fl_tensor_copy(m->flat_grad, g);
+  fl_tensor_free(w), fl_tensor_free(g);
   for (int i = 0; i < np; i++) ps[i]->grad_none = none[i];
+  free(ps), free(none);
   for (int i = 0; i < 2; i++)   /* the data order of a later fit is as if lr_find never ran */
     if (dl[i]) fl_dataloader_set_epoch(dl[i], epochs[i]);
-  free(w), free(g);
   fl_lr_finder_cb *f = (fl_lr_finder_cb *)cb;
   if (suggested) *suggested = (float)fl_lr_steepest(f->lrs, f->losses, f->n);
   if (lrs && losses && n) {

@@ -231,8 +231,6 @@ static void fill_table(void) {
   table.argmax_correct = fl__cuda_argmax_correct;
   table.mean_update = fl__cuda_mean_update;
   table.nonfinite = fl__cuda_nonfinite;
-  table.gather_u8 = fl__cuda_gather_u8;
-  table.gather_i32 = fl__cuda_gather_i32;
   table.gather_xy = fl__cuda_gather_xy;
   table.status = cuda_status;
   table.sync = cuda_sync;

@@ -143,9 +143,6 @@ void fl__cuda_scale(float *x, float s, size_t n);
 void fl__cuda_argmax_correct(double *acc, const float *x, const int32_t *t, int M, int N);
 void fl__cuda_mean_update(double *acc, const float *x, size_t n, double w);
 int fl__cuda_nonfinite(const float *x, size_t n);
-void fl__cuda_gather_u8(float *out, const uint8_t *src, const int32_t *idx, int B, int row,
-                        float div);
-void fl__cuda_gather_i32(int32_t *yout, const int32_t *ysrc, const int32_t *idx, int B);
 void fl__cuda_gather_xy(float *out, int32_t *yout, const uint8_t *src, const int32_t *ysrc,
                         const int32_t *idx, int B, int row, float div);
 

@@ -645,23 +645,8 @@ int fl__cuda_nonfinite(const float *x, size_t n) {
 /* ---- data ---- */
 /* out[B, row] = (float)src[idx[i] * row + j] / div: a block per batch row (no division in
  * the index), threads along the row (coalesced). */
-__global__ void k_gather_u8(float *out, const uint8_t *src, const int32_t *idx, int B, int row,
-                            float div) {
-  for (int i = blockIdx.x; i < B; i += gridDim.x) {
-    const uint8_t *s = src + (size_t)idx[i] * row;
-    float *o = out + (size_t)i * row;
-    for (int j = threadIdx.x; j < row; j += blockDim.x) o[j] = __fdiv_rn((float)s[j], div);
-  }
-}
-
-void fl__cuda_gather_u8(float *out, const uint8_t *src, const int32_t *idx, int B, int row,
-                        float div) {
-  if (B <= 0 || row <= 0) return;
-  k_gather_u8<<<B < 65535 ? B : 65535, CU_THREADS, 0, STREAM>>>(out, src, idx, B, row, div);
-  cu_launched("gather_u8");
-}
-
-/* k_gather_u8 whose blocks also copy their row's label */
+/* batch gather: block i converts row idx[i] (out = (float)u8 / div, true division) and copies
+ * its label */
 __global__ void k_gather_xy(float *out, int32_t *yout, const uint8_t *src, const int32_t *ysrc,
                             const int32_t *idx, int B, int row, float div) {
   for (int i = blockIdx.x; i < B; i += gridDim.x) {
@@ -680,12 +665,3 @@ void fl__cuda_gather_xy(float *out, int32_t *yout, const uint8_t *src, const int
   cu_launched("gather_xy");
 }
 
-__global__ void k_gather_i32(int32_t *yout, const int32_t *ysrc, const int32_t *idx, int B) {
-  CU_FOR(i, (size_t)B) yout[i] = ysrc[idx[i]];
-}
-
-void fl__cuda_gather_i32(int32_t *yout, const int32_t *ysrc, const int32_t *idx, int B) {
-  if (B <= 0) return;
-  k_gather_i32<<<cu_blocks((size_t)B, CU_THREADS), CU_THREADS, 0, STREAM>>>(yout, ysrc, idx, B);
-  cu_launched("gather_i32");
-}
