@@ -1,6 +1,7 @@
 /* The Learner: event order, callback ordering, the cancel contract, steps from ops or from
  * callbacks, MomentumLearner, NaNCB, MetricsCB's log, lr_find and the LR finders,
  * reproducibility, the arena's steady state, JsonlCB. All on a tiny synthetic dataset. */
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -896,6 +897,18 @@ static void test_jsonl_cb(void) {
   EXPECTF(!strcmp(rec->log, "before_fit cleanup_fit "), "%s", rec->log);
   fl_learner_free(l2);
   fx_free(&f);
+
+  /* a full disk: the first line's write fails, the fit stops with FL_ERR_IO naming the path */
+  if (exists("/dev/full")) {
+    fx_init(&f, 20, 12, 4, 8, 0, 4);
+    fl_callback *cbs3[2] = {fl_jsonl_cb_new("/dev/full"), metrics_cb(&cap)};
+    fl_learner *l3 = fl_learner_new(f.model, &f.dls, fl_cross_entropy, 0.2f, cbs3, 2, fl_sgd_new, &fl_train_ops);
+    EXPECT(fl_fit(l3, 2, 1, 1, NULL, 0, 0) == FL_ERR_IO);
+    EXPECTF(strstr(fl_last_error(), "/dev/full: write failed") != NULL, "%s", fl_last_error());
+    EXPECT(l3->epoch == 0);
+    fl_learner_free(l3);
+    fx_free(&f);
+  }
 }
 
 /* The suggestion is where the smoothed loss falls fastest per log(lr), before the minimum: on a
@@ -914,9 +927,16 @@ static void test_lr_steepest(void) {
   EXPECT(fl_lr_steepest(lrs, losses, 2) == lrs[0]);
 }
 
-/* A fit that fails (a NaN loss) leaves no log behind, nor its .tmp: nothing half-written. */
+/* A fit that fails (a NaN loss in epoch 1) keeps the log of what finished: epoch 0's two lines,
+ * whole; cleanup_fit saw how the fit ended. */
 static fl_status status_in_cleanup(fl_callback *cb, fl_learner *l) {
   *(fl_status *)cb->ctx = l->status;
+  return FL_OK;
+}
+
+static fl_status poison_epoch1(fl_callback *cb, fl_learner *l) {
+  (void)cb;
+  if (l->epoch == 1 && l->iter == 1) fl_tensor_fill(l->model->flat, NAN);
   return FL_OK;
 }
 
@@ -926,15 +946,60 @@ static void test_jsonl_failed_fit(void) {
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   fx f;
   fx_init(&f, 32, 16, 4, 8, 0, 5);
-  int at = 1;
   fl_status seen = FL_OK;
-  fl_callback *watch = calloc(1, sizeof *watch);
+  log_capture cap = {0};
+  fl_callback *watch = calloc(1, sizeof *watch), *poison = calloc(1, sizeof *poison);
   watch->name = "Watch", watch->free = plain_free, watch->on[FL_CLEANUP_FIT] = status_in_cleanup, watch->ctx = &seen;
-  fl_callback *cbs[4] = {fl_nan_cb_new(1), poison_new(&at), fl_jsonl_cb_new(path), watch};
-  fl_learner *l = fl_learner_new(f.model, &f.dls, fl_cross_entropy, 0.1f, cbs, 4, fl_sgd_new, &fl_train_ops);
-  EXPECT(fl_fit(l, 2, 1, 1, NULL, 0, 0) == FL_ERR_NAN);
-  EXPECT(seen == FL_ERR_NAN);   /* cleanup_fit saw how the fit ended */
-  EXPECT(!exists(path) && !exists(tmp));
+  poison->name = "Poison", poison->free = plain_free, poison->on[FL_AFTER_STEP] = poison_epoch1;
+  fl_callback *cbs[5] = {fl_nan_cb_new(1), poison, fl_jsonl_cb_new(path), watch, metrics_cb(&cap)};
+  fl_learner *l = fl_learner_new(f.model, &f.dls, fl_cross_entropy, 0.1f, cbs, 5, fl_sgd_new, &fl_train_ops);
+  EXPECT(fl_fit(l, 3, 1, 1, NULL, 0, 0) == FL_ERR_NAN);
+  EXPECT(seen == FL_ERR_NAN);
+  EXPECT(!exists(tmp));
+  char *s = slurp(path);
+  EXPECT(s != NULL);
+  if (s) {
+    EXPECTF(!strncmp(s, "{\"epoch\": 0, \"train\": true, ", 28) && strstr(s, "}\n{\"epoch\": 0, \"train\": false, ") &&
+                !strstr(s, "\"epoch\": 1") && s[strlen(s) - 1] == '\n',
+            "log of a failed fit:\n%s", s);
+    free(s);
+  }
+  unlink(path);
+  fl_learner_free(l);
+  fx_free(&f);
+}
+
+/* InterruptCB: a SIGINT arriving mid-batch lets that batch finish (after_batch runs), then
+ * cancels the fit at the next before_batch (cleanups run), fit returns FL_OK with fl_interrupted() == 1, and the
+ * previous SIGINT disposition is back. */
+static fl_status raise_sigint(fl_callback *cb, fl_learner *l) {
+  (void)cb;
+  if (l->training && l->epoch == 0 && l->iter == 1) raise(SIGINT);
+  return FL_OK;
+}
+
+static void test_interrupt_cb(void) {
+  fx f;
+  fx_init(&f, 32, 16, 4, 8, 0, 6);
+  fl_callback *ri = calloc(1, sizeof *ri);
+  ri->name = "RaiseInt", ri->free = plain_free, ri->on[FL_AFTER_PREDICT] = raise_sigint;
+  fx_rec *rec = fx_rec_new(0);
+  fl_callback *cbs[3] = {fl_interrupt_cb_new(), ri, &rec->cb};
+  fl_learner *l = fl_learner_new(f.model, &f.dls, fl_cross_entropy, 0.1f, cbs, 3, fl_sgd_new, &fl_train_ops);
+  EXPECT(fl_fit(l, 2, 1, 1, NULL, 0, 0) == FL_OK);
+  EXPECT(fl_interrupted() == 1);
+  EXPECTF(l->n_iter == 2 && l->epoch == 0 && l->iter == 2, "n_iter %lld epoch %d iter %lld", (long long)l->n_iter,
+          l->epoch, (long long)l->iter);
+  /* batch 1 whole; batch 2 cancelled in before_batch (before the recorder's, order 0) */
+  const char *tail = "after_step after_batch cleanup_batch cleanup_batch cleanup_epoch cleanup_fit ";
+  size_t n = strlen(rec->log), k = strlen(tail);
+  EXPECTF(n > k && !strcmp(rec->log + n - k, tail), "%s", rec->log);
+  EXPECT(fx_count(rec->log, "after_epoch") == 0 && fx_count(rec->log, "after_fit") == 0);
+  struct sigaction now;
+  EXPECT(sigaction(SIGINT, NULL, &now) == 0 && now.sa_handler == SIG_DFL);
+  /* the next fit without a SIGINT runs to the end and says it was not interrupted */
+  ri->on[FL_AFTER_PREDICT] = NULL;
+  EXPECT(fl_fit(l, 1, 1, 1, NULL, 0, 0) == FL_OK && fl_interrupted() == 0 && l->n_iter == 4);
   fl_learner_free(l);
   fx_free(&f);
 }
@@ -961,6 +1026,7 @@ int main(void) {
   RUN(test_arena_steady);
   RUN(test_jsonl_cb);
   RUN(test_jsonl_failed_fit);
+  RUN(test_interrupt_cb);
   RUN(test_lr_steepest);
   rmdir(g_dir);
   return test_summary();

@@ -130,6 +130,14 @@ fl_callback *fl_device_cb_new(fl_device dev);
  * checking every `every` batches (1 = each batch). Order -10 (after_loss, before others). */
 fl_callback *fl_nan_cb_new(int every);
 
+/* InterruptCB: Ctrl-C (SIGINT) during the fit stops it after the current batch: that batch
+ * (and an epoch it ends) completes, the fit is cancelled at the next before_batch/before_epoch,
+ * every cleanup handler runs, and fl_fit returns FL_OK; a second Ctrl-C kills the process. The
+ * SIGINT handler is installed at before_fit, the previous one restored at cleanup_fit. Order -1000. */
+fl_callback *fl_interrupt_cb_new(void);
+/* 1 when the last fit run with an InterruptCB was stopped by SIGINT (the CLI then exits 130). */
+int fl_interrupted(void);
+
 /* MetricsCB: the metrics (owned) with names (NULL name: the metric's type name), plus 'loss',
  * a Mean weighted by batch size. Resets in before_epoch, logs in after_epoch. */
 typedef struct fl_log_entry {
@@ -156,8 +164,10 @@ typedef struct fl_metrics_cb {
 fl_callback *fl_metrics_cb_new(int n, fl_metric **metrics, const char **names);
 /* "{'accuracy': '0.602', 'loss': '1.190', 'epoch': 0, 'train': True}" into buf. */
 const char *fl_log_entry_str(const fl_log_entry *e, char *buf, size_t n);
-/* Writes one JSON object per epoch and phase (epoch, train, loss, each metric, seconds) to a
- * file opened at before_fit (written to path.tmp, renamed at cleanup_fit). Order 2. */
+/* Writes one JSON object per epoch and phase (epoch, train, loss, each metric, seconds, weights
+ * hash) to path, created (truncated) at before_fit; each line is flushed as the phase ends, so
+ * after a crash or a kill the file holds every finished phase. A write error stops the fit
+ * with FL_ERR_IO naming the path. Order 2. */
 fl_callback *fl_jsonl_cb_new(const char *path);
 
 /* ProgressCB(plot): bars and the metrics table on a terminal, the lesson's plain metric lines
