@@ -102,5 +102,31 @@ bench: all
 	@FL_SETUP_TORCH=1 tools/setup.sh
 	@BUILD=$(BUILD) bench/bench.sh
 
+# ---- fuzzing (fuzz/): libFuzzer harnesses for the readers of outside bytes, built by clang with
+# ASan + UBSan (+ LeakSanitizer), each linking only the sources it needs. `make fuzz-build`
+# builds them (installing clang + libFuzzer when missing); `make fuzz` also runs each for
+# FUZZ_TIME seconds (fuzz/run.sh) and fails on any finding.
+.PHONY: fuzz fuzz-build
+FUZZ_CC     ?= clang
+FUZZ_TIME   ?= 60
+FUZZ_BUILD  ?= build-fuzz
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -g -O1 -fno-omit-frame-pointer \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc -I.
+FUZZ_BINS   := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_LIBSRC := src/data/idx.c src/core/error.c
+FUZZ_SRC_dataset := src/data/dataset.c
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(FUZZ_LIBSRC) src/data/dataset.c \
+                      src/data/idx_internal.h $(wildcard include/fl/*.h src/backend/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIBSRC) $(FUZZ_SRC_$*) -lz -lpthread
+
+fuzz-build:
+	@FL_SETUP_FUZZ=1 tools/setup.sh
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@FUZZ_TIME=$(FUZZ_TIME) fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_BINS)
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

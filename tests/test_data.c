@@ -1,11 +1,14 @@
 /* Data layer: IDX parsing (raw and gzip) and its errors, datasets, Fashion-MNIST loading, the
  * DataLoader (batching, shuffling, workers == inline bit for bit, abandoned epochs), batches. */
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "backend/backend.h"
+#include "data/idx_internal.h"
 #include "fl/data.h"
 #include "test.h"
 
@@ -213,6 +216,166 @@ static void test_idx_errors(void) {
   write_bytes("overflow", ov, sizeof ov);
   expect_bad("overflow", FL_ERR_FORMAT, "overflow");
   free(h);
+  free(b);
+}
+
+/* ---- headers that claim more than the file holds: rejected before allocating ---- */
+/* The sanitizers' malloc hook (present under SAN=1, weak otherwise): sees every allocation. */
+extern int __sanitizer_install_malloc_and_free_hooks(
+    void (*malloc_hook)(const volatile void *, size_t),
+    void (*free_hook)(const volatile void *)) __attribute__((weak));
+static volatile size_t alloc_peak;   /* the largest allocation while alloc_track is set */
+static volatile int alloc_track;
+static void on_malloc(const volatile void *p, size_t n) {
+  (void)p;
+  if (alloc_track && n > alloc_peak) alloc_peak = n;
+}
+static void on_free(const volatile void *p) { (void)p; }
+
+/* expect_bad, and reading the file allocated nothing big (<= 1 MiB at once). Under ASan the
+ * malloc hook measures it; otherwise the read runs in a forked child whose address space is
+ * capped 256 MiB above what it has mapped (RLIMIT_AS), where a multi-GB allocation fails and
+ * would show as FL_ERR_NOMEM instead of the expected status. */
+static void expect_bad_small(const char *name, fl_status st, const char *what) {
+  static int hooked = -1;
+  if (hooked < 0)
+    hooked = __sanitizer_install_malloc_and_free_hooks &&
+             __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free) != 0;
+  if (hooked) {
+    alloc_peak = 0;
+    alloc_track = 1;
+    expect_bad(name, st, what);
+    alloc_track = 0;
+    EXPECTF(alloc_peak <= (1 << 20), "%s: the reader allocated %zu bytes at once", name,
+            (size_t)alloc_peak);
+    return;
+  }
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld", &pages) != 1) _exit(3);
+    fclose(f);
+    rlim_t cap = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)256 << 20);
+    struct rlimit rl = {cap, cap};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(3);
+    fl_idx idx;
+    const char *path = tpath(name);
+    fl_status got = fl_idx_read(path, &idx);
+    int ok = got == st && strstr(fl_last_error(), path) && strstr(fl_last_error(), what);
+    if (!ok) fprintf(stderr, "  %s: status %d, message: %s\n", name, got, fl_last_error());
+    _exit(ok ? 0 : 1);
+  }
+  int ws = 0;
+  EXPECT(pid > 0 && waitpid(pid, &ws, 0) == pid);
+  EXPECTF(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "%s: wrong status or message under a 256 MiB "
+          "address-space cap (exit %d)", name, WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
+}
+
+static void test_idx_lying_header(void) {
+  char what[256];
+  /* The issue's file: 30 bytes of gzip whose header claims 60218219 x 339808 x 134831 =
+   * 2,758,997,210,960,550,112 bytes (the gzip of the 16-byte header, cut after 30 bytes: the
+   * header still inflates). 30 bytes inflate to at most 30 * 1032 = 30960 bytes. */
+  uint32_t dl[3] = {60218219, 339808, 134831};
+  uint8_t h[16];
+  size_t hn, gn;
+  uint8_t *hb = make_idx(8, 3, (uint32_t[3]){1, 1, 1}, NULL, &hn);
+  memcpy(h, hb, 4);
+  free(hb);
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 4; k++) h[4 + 4 * i + k] = (uint8_t)(dl[i] >> (24 - 8 * k));
+  uint8_t *g = gzip_mem(h, sizeof h, &gn);
+  EXPECT(gn > 30);
+  write_bytes("lie-2.7e18.gz", g, 30);
+  free(g);
+  expect_bad_small("lie-2.7e18.gz", FL_ERR_FORMAT,
+                   "the IDX header claims 2758997210960550112 bytes of data (60218219 x 339808 x "
+                   "134831) but the 30-byte gzip file can hold at most 30944 (deflate expands at "
+                   "most 1032:1)");
+
+  /* A few GB claimed by a small file: 60000 x 280 x 280 = 4,704,000,000 bytes, 100 present. */
+  uint32_t dg[3] = {60000, 280, 280}, ds[3] = {1, 10, 10};
+  uint8_t *b = make_idx(8, 3, ds, NULL, &hn);   /* 16 + 100 bytes, then the header lies */
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 4; k++) b[4 + 4 * i + k] = (uint8_t)(dg[i] >> (24 - 8 * k));
+  write_bytes("lie-4gb-raw", b, hn);           /* raw: short of the claim = truncated */
+  expect_bad_small("lie-4gb-raw", FL_ERR_IO,
+                   "truncated: expected 4704000000 bytes of data, got 100 (the header claims "
+                   "60000 x 280 x 280)");
+  g = gzip_mem(b, hn, &gn);                     /* a complete, valid gzip stream */
+  write_bytes("lie-4gb.gz", g, gn);
+  snprintf(what, sizeof what, "the IDX header claims 4704000000 bytes of data (60000 x 280 x 280) "
+           "but the %zu-byte gzip file can hold at most %zu", gn, gn * 1032 - 16);
+  expect_bad_small("lie-4gb.gz", FL_ERR_FORMAT, what);
+  /* the same lie spread over concatenated members: the bound counts every byte */
+  uint8_t *cat = malloc(3 * gn);
+  for (int k = 0; k < 3; k++) memcpy(cat + k * gn, g, gn);
+  write_bytes("lie-4gb-members.gz", cat, 3 * gn);
+  snprintf(what, sizeof what, "the %zu-byte gzip file can hold at most %zu", 3 * gn,
+           3 * gn * 1032 - 16);
+  expect_bad_small("lie-4gb-members.gz", FL_ERR_FORMAT, what);
+  free(cat);
+  free(g);
+  free(b);
+
+  /* A claim the file could hold but does not: still truncated (FL_ERR_IO), as before. */
+  uint32_t d1[1] = {20000};
+  uint8_t *z = make_idx(8, 1, (uint32_t[1]){10000}, NULL, &hn);
+  for (int k = 0; k < 4; k++) z[4 + k] = (uint8_t)(d1[0] >> (24 - 8 * k));
+  for (size_t i = 0; i < 10000; i++) z[8 + i] = (uint8_t)(fl_rng_hash(3, 4, i) & 0xff);
+  write_gz("short-random.gz", z, hn);
+  expect_bad_small("short-random.gz", FL_ERR_IO, "truncated: expected 20000 bytes of data, got "
+                   "10000");
+  free(z);
+
+  /* The bound is not tighter than deflate: 1 MB of zeros (~1000:1) reads fine. */
+  uint32_t dz[1] = {1000000};
+  z = make_idx(8, 1, dz, NULL, &hn);
+  memset(z + 8, 0, 1000000);
+  g = gzip_mem(z, hn, &gn);
+  EXPECTF(gn * 1032 >= hn && gn * 900 < hn, "1 MB of zeros compressed to %zu bytes", gn);
+  write_bytes("zeros.gz", g, gn);
+  fl_idx idx;
+  fl_status st = fl_idx_read(tpath("zeros.gz"), &idx);
+  EXPECTF(st == FL_OK && idx.n == 1000000 && idx.data[999999] == 0, "%s", fl_last_error());
+  fl_idx_free(&idx);
+  free(g);
+  free(z);
+
+  /* dims products that overflow 2^63 (size_t, or only int64_t), raw and gzip, named */
+  uint8_t ov[20] = {0, 0, 8, 4};
+  memset(ov + 4, 0xff, 16);
+  write_bytes("overflow-4", ov, sizeof ov);
+  expect_bad_small("overflow-4", FL_ERR_FORMAT, "IDX dimensions 4294967295 x 4294967295 x "
+                   "4294967295 x 4294967295 overflow: the payload would be over 2^63 bytes");
+  write_gz("overflow-4.gz", ov, sizeof ov);
+  expect_bad_small("overflow-4.gz", FL_ERR_FORMAT, "IDX dimensions 4294967295 x 4294967295 x "
+                   "4294967295 x 4294967295 overflow");
+  uint8_t ov2[12] = {0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0x80, 0, 0, 1};  /* ~2^63.0000, < 2^64 */
+  write_bytes("overflow-int64", ov2, sizeof ov2);
+  expect_bad_small("overflow-int64", FL_ERR_FORMAT, "IDX dimensions 4294967295 x 2147483649 "
+                   "overflow");
+}
+
+/* The in-memory entry (fl_idx_read and the fuzz harnesses use it) reads bytes as the file. */
+static void test_idx_parse_mem(void) {
+  uint32_t d[2] = {7, 9};
+  size_t n, gn;
+  uint8_t *b = make_idx(8, 2, d, NULL, &n);
+  uint8_t *g = gzip_mem(b, n, &gn);
+  fl_idx a, z;
+  EXPECT(fl__idx_parse_mem(b, n, "mem-raw", &a) == FL_OK);
+  EXPECT(fl__idx_parse_mem(g, gn, "mem-gz", &z) == FL_OK);
+  EXPECT(a.n == 63 && z.n == 63 && a.ndim == 2 && z.dims[1] == 9);
+  EXPECT(a.data && z.data && memcmp(a.data, b + 12, 63) == 0 && memcmp(z.data, b + 12, 63) == 0);
+  fl_idx_free(&a);
+  fl_idx_free(&z);
+  EXPECT(fl__idx_parse_mem(NULL, 0, "mem-empty", &a) == FL_ERR_IO);
+  EXPECT(msg_has("mem-empty", "truncated header") && a.data == NULL);
+  EXPECT(fl__idx_parse_mem(g, gn - 1, "mem-cut", &a) == FL_ERR_IO && msg_has("mem-cut", "ends early"));
+  free(g);
   free(b);
 }
 
@@ -685,6 +848,8 @@ int main(void) {
   if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
   RUN(test_idx_parse);
   RUN(test_idx_errors);
+  RUN(test_idx_lying_header);
+  RUN(test_idx_parse_mem);
   RUN(test_dataset_from_idx);
   RUN(test_fashion_mnist_dir);
   RUN(test_all_pixel_values);

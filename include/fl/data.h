@@ -28,7 +28,9 @@ typedef struct fl_idx {
  *   FL_ERR_IO      missing/unreadable file, or it ends early (truncated header or payload,
  *                  gzip stream cut short);
  *   FL_ERR_FORMAT  wrong magic, element type other than 0x08, ndim not 1..4, a zero or
- *                  overflowing dimension, trailing bytes, corrupt gzip data (bad CRC...);
+ *                  overflowing dimension, a header claiming more than a gzip file can hold
+ *                  (deflate expands at most 1032:1: nothing is allocated for it), trailing
+ *                  bytes, corrupt gzip data (bad CRC...);
  *   FL_ERR_NOMEM.
  * On success out->data is malloc'd: free with fl_idx_free. */
 fl_status fl_idx_read(const char *path, fl_idx *out);

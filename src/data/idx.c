@@ -8,14 +8,20 @@
  * the payload straight into its final malloc'd buffer (no intermediate copy). Validation is
  * strict: anything short of the exact expected byte count, or anything after it, is an error.
  *
+ * The header's size is never trusted for an allocation: nothing is allocated for a payload the
+ * file cannot hold. A raw file holds exactly its remaining bytes, checked before allocating. A
+ * gzip file of n bytes inflates to at most FL__DEFLATE_MAX_RATIO * n bytes (see parse_gzip for
+ * why that bound, rather than the trailer's ISIZE or a growing buffer).
+ *
  * Statuses: FL_ERR_IO when the file cannot be opened/read or ends early (truncated header,
  * truncated payload, gzip stream cut short); FL_ERR_FORMAT when it is there but wrong (magic,
- * element type, dimensions, trailing bytes, corrupt gzip data); FL_ERR_NOMEM. The reason is one
- * line starting with the path.
+ * element type, dimensions, a header claiming more than a gzip file can hold, trailing bytes,
+ * corrupt gzip data); FL_ERR_NOMEM. The reason is one line starting with the path.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -24,6 +30,7 @@
 #include <zlib.h>
 
 #include "fl/data.h"
+#include "data/idx_internal.h"
 
 /* ---- the file's bytes in memory ---- */
 typedef struct idx_file {
@@ -120,16 +127,26 @@ static fl_status check_magic(const char *path, const uint8_t m[4], int *ndim) {
   return FL_OK;
 }
 
+/* "5 x 3 x 4": the ndim (<= 4) big-endian dims at d, for messages. */
+static const char *dims_str(char buf[64], const uint8_t *d, int ndim) {
+  int k = 0;
+  buf[0] = 0;
+  for (int i = 0; i < ndim && k >= 0 && k < 64; i++)
+    k += snprintf(buf + k, 64 - (size_t)k, "%s%u", i ? " x " : "", (unsigned)be32(d + 4 * i));
+  return buf;
+}
+
 /* Reads the dims that follow the magic; sets out->dims/ndim/n (payload bytes). */
 static fl_status check_dims(const char *path, const uint8_t *d, int ndim, fl_idx *out) {
   size_t n = 1;
+  char ds[64];
   for (int i = 0; i < ndim; i++) {
     uint32_t v = be32(d + 4 * i);
     if (v == 0)
       return fl_error(FL_ERR_FORMAT, "%s: IDX dimension %d of %d is 0", path, i, ndim);
     if (__builtin_mul_overflow(n, (size_t)v, &n) || n > (size_t)INT64_MAX)
-      return fl_error(FL_ERR_FORMAT, "%s: IDX dimensions overflow (the payload would be too large)",
-                      path);
+      return fl_error(FL_ERR_FORMAT, "%s: IDX dimensions %s overflow: the payload would be over "
+                      "2^63 bytes", path, dims_str(ds, d, ndim));
     out->dims[i] = v;
   }
   out->ndim = ndim;
@@ -170,10 +187,13 @@ static fl_status parse_raw(const char *path, const uint8_t *p, size_t n, fl_idx 
     return fl_error(FL_ERR_IO, "%s: truncated header: expected %zu bytes for %d dimensions, got %zu",
                     path, hdr, ndim, n);
   if ((st = check_dims(path, p + 4, ndim, out))) return st;
+  /* The file holds exactly `have` bytes of payload: a header claiming more is rejected here,
+   * before anything is allocated. (A short raw file reads as truncated, FL_ERR_IO, as always.) */
   size_t have = n - hdr;
+  char ds[64];
   if (have < out->n)
-    return fl_error(FL_ERR_IO, "%s: truncated: expected %zu bytes of data, got %zu", path, out->n,
-                    have);
+    return fl_error(FL_ERR_IO, "%s: truncated: expected %zu bytes of data, got %zu (the header "
+                    "claims %s)", path, out->n, have, dims_str(ds, p + 4, ndim));
   if (have > out->n)
     return fl_error(FL_ERR_FORMAT, "%s: %zu unexpected trailing bytes after the %zu bytes of data",
                     path, have - out->n, out->n);
@@ -240,6 +260,20 @@ static fl_status gz_read(gz *g, uint8_t *dst, size_t n, size_t *got) {
   return FL_OK;
 }
 
+/* Inflates what is left of the stream into a scratch buffer, to its end (which also checks the
+ * CRC) or until about `limit` bytes came out; *extra = the bytes produced. */
+static fl_status gz_drain(gz *g, size_t limit, size_t *extra) {
+  uint8_t scratch[4096];
+  size_t got;
+  fl_status st = FL_OK;
+  *extra = 0;
+  while (!st && !g->ended && *extra < limit) {
+    st = gz_read(g, scratch, sizeof scratch, &got);
+    *extra += got;
+  }
+  return st;
+}
+
 static fl_status parse_gzip(const char *path, const uint8_t *p, size_t n, fl_idx *out) {
   gz g;
   memset(&g, 0, sizeof g);
@@ -264,24 +298,62 @@ static fl_status parse_gzip(const char *path, const uint8_t *p, size_t n, fl_idx
                     "%zu (after gunzip)", path, 4 + 4 * ndim, ndim, 4 + got);
   }
   if (!st) st = check_dims(path, hdr + 4, ndim, out);
+  /* The header's claim is bounded by what the file can hold before anything is allocated:
+   * n compressed bytes inflate to at most FL__DEFLATE_MAX_RATIO * n bytes, whatever they are
+   * (every byte of every concatenated member counts towards n, and gzip headers and trailers
+   * produce nothing, so the bound also holds across members). This bound cannot lie, so a
+   * 30-byte file claiming 2.7e18 bytes, or a 1 KB one claiming a few GB, is rejected at once.
+   * Not the trailer's ISIZE: it is mod 2^32, covers only the last member, and is just 4 bytes
+   * anyone can set (it is checked only after the whole stream was inflated). Not a buffer grown
+   * as data arrives: it would re-copy (or re-fault) the 47 MB of the real train images and slow
+   * the load down, for no stronger guarantee than this one. Within the bound, the payload is
+   * allocated at once and a stream that ends early is reported as truncated (FL_ERR_IO). */
+  char ds[64];
+  if (!st) {
+    size_t hdr_n = 4 + 4 * (size_t)ndim;
+    size_t can = n <= SIZE_MAX / FL__DEFLATE_MAX_RATIO ? n * FL__DEFLATE_MAX_RATIO : SIZE_MAX;
+    can = can > hdr_n ? can - hdr_n : 0;
+    if (out->n > can) {
+      /* Before blaming the header, inflate up to 64 KiB more into scratch (nothing allocated,
+       * well under a millisecond): corrupt deflate data often inflates to a garbage header, and
+       * then "corrupt gzip data" is the truer reason. Not to the end: that could be 1032 times
+       * the file, and a lying header should fail fast. */
+      size_t extra;
+      st = gz_drain(&g, (size_t)64 << 10, &extra);
+      if (st != FL_ERR_FORMAT && st != FL_ERR_NOMEM)
+        st = fl_error(FL_ERR_FORMAT, "%s: the IDX header claims %zu bytes of data (%s) but the "
+                      "%zu-byte gzip file can hold at most %zu (deflate expands at most %d:1)",
+                      path, out->n, dims_str(ds, hdr + 4, ndim), n, can, FL__DEFLATE_MAX_RATIO);
+    }
+  }
   if (!st) st = alloc_payload(path, out);
   if (!st) {
     st = gz_read(&g, out->data, out->n, &got);
     if (!st && got < out->n)
-      st = fl_error(FL_ERR_IO, "%s: truncated: expected %zu bytes of data, got %zu", path, out->n,
-                    got);
+      st = fl_error(FL_ERR_IO, "%s: truncated: expected %zu bytes of data, got %zu (the header "
+                    "claims %s)", path, out->n, got, dims_str(ds, hdr + 4, ndim));
   }
   /* Nothing may follow the payload: drain the stream (this also checks the CRC). */
   size_t extra = 0;
-  while (!st && !g.ended) {
-    uint8_t scratch[4096];
-    st = gz_read(&g, scratch, sizeof scratch, &got);
-    extra += got;
-  }
+  if (!st) st = gz_drain(&g, SIZE_MAX, &extra);
   if (!st && extra)
     st = fl_error(FL_ERR_FORMAT, "%s: %zu unexpected trailing bytes after the %zu bytes of data",
                   path, extra, out->n);
   inflateEnd(&g.zs);
+  return st;
+}
+
+fl_status fl__idx_parse_mem(const void *p, size_t n, const char *name, fl_idx *out) {
+  FL_CHECK(name != NULL && out != NULL && (p != NULL || n == 0),
+           "fl__idx_parse_mem: name and out (and p when n > 0) must not be NULL");
+  memset(out, 0, sizeof *out);
+  const uint8_t *b = p;
+  fl_status st;
+  if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b)
+    st = parse_gzip(name, b, n, out);
+  else
+    st = parse_raw(name, b, n, out);
+  if (st) fl_idx_free(out);
   return st;
 }
 
@@ -291,12 +363,8 @@ fl_status fl_idx_read(const char *path, fl_idx *out) {
   idx_file f;
   fl_status st = file_open(path, &f);
   if (st) return st;
-  if (f.n >= 2 && f.p[0] == 0x1f && f.p[1] == 0x8b)
-    st = parse_gzip(path, f.p, f.n, out);
-  else
-    st = parse_raw(path, f.p, f.n, out);
+  st = fl__idx_parse_mem(f.p, f.n, path, out);
   file_close(&f);
-  if (st) fl_idx_free(out);
   return st;
 }
 
