@@ -33,13 +33,20 @@ comma   := ,
 SRC     := $(sort $(wildcard src/*/*.c src/*/*/*.c))
 OBJ     := $(SRC:%.c=$(BUILD)/obj/%.o)
 
+# CUDA=1: the CUDA backend is its own library, $(BUILD)/libflexlearn_cuda.so (the only thing
+# linked against cudart + cuBLAS), which the core dlopens when a GPU is present
+# (src/backend/dispatch.c); libflexlearn and the programs link no CUDA library.
 ifeq ($(CUDA),1)
-  CFLAGS   += -DFL_HAVE_CUDA -I$(CUDA_HOME)/include
+  CFLAGS   += -DFL_HAVE_CUDA
   CU_SRC   := $(sort $(wildcard src/backend/cuda/*.cu))
-  OBJ      += $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
-  NVFLAGS  := -O3 -std=c++17 -Iinclude -Isrc -DFL_HAVE_CUDA -Xcompiler -fPIC,-Wall \
+  CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+  CUDA_PLUGIN := $(BUILD)/libflexlearn_cuda.so
+  NVFLAGS  := -O3 -std=c++17 -Iinclude -Isrc -DFL_HAVE_CUDA -Xcompiler -fPIC,-Wall,-fvisibility=hidden \
               -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
-  LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+  CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+  LDLIBS   += -ldl
+  # the last place the core looks for the plugin: this build directory
+  $(BUILD)/obj/src/backend/dispatch.o: CFLAGS += -DFL_CUDA_PLUGIN_DIR='"$(abspath $(BUILD))"'
 endif
 
 LIB_A   := $(BUILD)/libflexlearn.a
@@ -50,7 +57,7 @@ EXAMPLES:= $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
 .PHONY: all run test tests bench deps clean
-all: $(LIB_A) $(LIB_SO) $(CLI) $(EXAMPLES) $(BENCHES)
+all: $(LIB_A) $(LIB_SO) $(CLI) $(EXAMPLES) $(BENCHES) $(CUDA_PLUGIN)
 
 $(BUILD)/obj/%.o: %.c $(wildcard include/fl/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
@@ -66,6 +73,10 @@ $(LIB_A): $(OBJ)
 
 $(LIB_SO): $(OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# No sanitizer flags: nvcc's objects are not instrumented. Exports only fl__cuda_plugin.
+$(BUILD)/libflexlearn_cuda.so: $(CU_OBJ)
+	$(CC) -shared -o $@ $^ $(CUDA_LDLIBS) -Wl,--no-undefined
 
 $(CLI): cli/flexlearn.c $(wildcard cli/*.h) $(LIB_A)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ cli/flexlearn.c $(LIB_A) $(LDLIBS)
@@ -85,7 +96,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB_A)
 deps:
 	@tools/setup.sh
 
-tests: $(TESTS) $(CLI)
+tests: $(TESTS) $(CLI) $(CUDA_PLUGIN)
 
 # The README's test command: installs what is missing (with python3-torch, which the test of a
 # whole epoch against PyTorch uses), then runs every test under ASan+UBSan.

@@ -94,6 +94,24 @@ else
   grep -iE 'error|undefined|No such file' "$LOGS/make.txt" | head -n 20
 fi
 
+# The CUDA backend is a plugin (libflexlearn_cuda.so) that the core loads when a GPU is there:
+# the programs must not link the CUDA runtime or cuBLAS themselves, and the CLI must load it.
+if [ ! -f "$BUILD/libflexlearn_cuda.so" ]; then
+  step "plugin: FAIL ($BUILD/libflexlearn_cuda.so not built)"
+elif ldd "$BUILD/flexlearn" 2>/dev/null | grep -qE 'libcudart|libcublas'; then
+  step "plugin: FAIL ($BUILD/flexlearn links the CUDA libraries itself)"
+elif [ -x "$BUILD/flexlearn" ] && [ $DATA_OK = 1 ]; then
+  # the loader names each library it maps; the plugin must be among them
+  if LD_DEBUG=files timeout 120 "$BUILD/flexlearn" fit --device cuda --epochs 1 --no-progress \
+       --data "$DATA" >"$LOGS/plugin.txt" 2>&1 && grep -q 'file=.*libflexlearn_cuda.so' "$LOGS/plugin.txt"; then
+    step "plugin: ok ($(grep -o 'file=[^ ]*libflexlearn_cuda.so' "$LOGS/plugin.txt" | head -n 1))"
+  else
+    step "plugin: FAIL (fit --device cuda; see $LOGS/plugin.txt)"; grep '^flexlearn' "$LOGS/plugin.txt" | tail -n 3
+  fi
+else
+  step "plugin: skip (no CLI or no data)"
+fi
+
 # ---- 3. tests ----
 if [ -x "$BUILD/tests/test_cuda" ]; then
   say "test_cuda"

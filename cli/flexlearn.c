@@ -141,8 +141,7 @@ static int resolve_device(const char *want, fl_device *dev) {
     if (!gpu) return bad("--device", want, fl_backend_cuda_reason()), 1;  /* the machine, not the usage */
     return *dev = FL_CUDA, 0;
   }
-  if (!gpu) fprintf(stderr, "flexlearn: no usable GPU (%s); using the CPU\n", fl_backend_cuda_reason());
-  *dev = gpu ? FL_CUDA : FL_CPU;
+  *dev = gpu ? FL_CUDA : FL_CPU;                /* auto: the CPU without a word when no GPU */
   return 0;
 }
 

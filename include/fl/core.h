@@ -54,9 +54,17 @@ void *fl__xcalloc(size_t n, size_t sz, const char *file, int line);
 
 typedef enum fl_device { FL_CPU = 0, FL_CUDA = 1 } fl_device;
 const char *fl_device_name(fl_device d);
-/* 1 when this build has the CUDA backend and a usable GPU is present. */
+/* 1 when this build has the CUDA backend and a usable GPU is present. The first call (of
+ * this, fl_backend_cuda_reason or fl_default_device; thread-safe, answered once per process)
+ * probes for a CUDA driver with a device and only then loads the CUDA backend, a separate
+ * library (libflexlearn_cuda.so: $FLEXLEARN_CUDA_LIB, else beside the program or library or
+ * one directory up, else the build directory, else the loader's path). Without a GPU no CUDA
+ * runtime or cuBLAS library is mapped. */
 int fl_cuda_available(void);
-/* Why CUDA is not available ("this build has no CUDA backend", "no CUDA driver", ...). */
+/* Why CUDA is not available, one line in static storage: "this build has no CUDA backend",
+ * "no CUDA driver (...)", "a CUDA driver but no CUDA device", "the CUDA backend
+ * (libflexlearn_cuda.so) was not found: searched ...", a loader error, a stale backend, or the
+ * device's own failure to start. "the CUDA backend is available" when it is. */
 const char *fl_backend_cuda_reason(void);
 /* The default device: FL_CUDA when fl_cuda_available(), else FL_CPU (miniai's def_device). */
 fl_device fl_default_device(void);

@@ -101,10 +101,48 @@ typedef struct fl_backend {
 } fl_backend;
 
 extern const fl_backend fl_backend_cpu;
-/* NULL when the build has no CUDA backend. */
+/* The CUDA table; NULL when there is no usable GPU or the build has no CUDA backend (the
+ * reason: fl_backend_cuda_reason()). Loads the CUDA plugin on first use (dispatch.c). */
 const fl_backend *fl_backend_cuda(void);
 /* The table for a device; aborts if that backend is not built in. */
 const fl_backend *fl_backend_for(fl_device d);
+
+/* ---- the CUDA backend as a separately loaded part ----
+ * CUDA builds put the CUDA backend (src/backend/cuda/, linked against cudart + cuBLAS) in its
+ * own shared library, libflexlearn_cuda.so. The core (dispatch.c) dlopens it only when a CUDA
+ * driver with at least one device is present, so CPU-only runs never map the CUDA runtime.
+ * The plugin exports one function, FL_CUDA_PLUGIN_ENTRY, returning a static fl_cuda_plugin.
+ * `abi` stays the first field forever; the core refuses a plugin whose abi or sizes differ
+ * from its own. Bump FL_CUDA_PLUGIN_ABI whenever fl_backend's or fl_cuda_plugin's layout or
+ * meaning changes. */
+#define FL_CUDA_PLUGIN_ABI 1
+#define FL_CUDA_PLUGIN_ENTRY "fl__cuda_plugin"
+#define FL_CUDA_PLUGIN_NAME "libflexlearn_cuda.so"
+
+/* The core's fl_error, lent to the plugin (which links nothing of the core). */
+typedef fl_status (*fl_error_fn)(fl_status code, const char *fmt, ...);
+
+typedef struct fl_cuda_plugin {
+  uint32_t abi;                 /* FL_CUDA_PLUGIN_ABI the plugin was built with */
+  uint32_t size;                /* sizeof(fl_cuda_plugin) */
+  uint32_t backend_size;        /* sizeof(fl_backend) */
+  /* Sets the device up, once (later calls return the first answer; thread-safe): 1 when the
+   * backend is usable, 0 with reason() saying why. `error` (the core's fl_error, kept from the
+   * first call) is how the plugin records fl_last_error() on the caller's thread. */
+  int (*available)(fl_error_fn error);
+  const fl_backend *(*backend)(void);   /* the table once available() returned 1, else NULL */
+  const char *(*reason)(void);          /* why not available (static storage) */
+} fl_cuda_plugin;
+typedef const fl_cuda_plugin *(*fl_cuda_plugin_entry)(void);
+
+/* Test-only (tests/test_plugin.c): must be called before the first fl_cuda_available() /
+ * fl_backend_cuda() / fl_backend_cuda_reason() of the process, else it aborts.
+ * FL__CUDA_NO_DRIVER_PROBE: go straight to loading the plugin, as if a driver with a device
+ * were present (exercises the plugin search on a machine without a GPU);
+ * FL__CUDA_WRONG_ABI: expect FL_CUDA_PLUGIN_ABI + 1, so any plugin counts as stale.
+ * No effect in builds without CUDA. */
+enum { FL__CUDA_NO_DRIVER_PROBE = 1, FL__CUDA_WRONG_ABI = 2 };
+void fl__cuda_test_flags(unsigned flags);
 
 #ifdef __cplusplus
 }

@@ -104,8 +104,7 @@ fl_status fl_dataset_to(fl_dataset *ds, fl_device dev) {
   free_device_copies(ds);                       /* now on FL_CPU only */
   if (dev == FL_CPU) return FL_OK;
   if (dev == FL_CUDA && !fl_cuda_available())
-    return fl_error(FL_ERR_DEVICE, "fl_dataset_to: no usable CUDA device%s",
-                    fl_backend_cuda() ? "" : " (this build has no CUDA backend: make CUDA=1)");
+    return fl_error(FL_ERR_DEVICE, "fl_dataset_to: no usable CUDA device (%s)", fl_backend_cuda_reason());
   const fl_backend *be = fl_backend_for(dev);
   size_t xb = (size_t)ds->n * (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
   size_t yb = (size_t)ds->n * sizeof(int32_t);

@@ -1,5 +1,8 @@
 /* The CUDA backend: device setup, memory, the cuBLAS matrix product, errors, and the table.
- * The other kernels are in cuda_kernels.cu.
+ * The other kernels are in cuda_kernels.cu. Built as its own shared library,
+ * libflexlearn_cuda.so, which the core loads on demand (src/backend/dispatch.c): its one
+ * exported symbol is fl__cuda_plugin (the fl_cuda_plugin of backend.h), and it links nothing
+ * of the core (errors go through the core's fl_error, passed in by available()).
  *
  * One stream (non-blocking, so it never serialises with the legacy default stream) carries
  * everything, in order; the cuBLAS handle is bound to it. Nothing here synchronises except
@@ -10,11 +13,27 @@
 #include <mutex>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.cuh"
 
 fl__cuda_state fl__cu;
+
+/* FL_CHECK's abort, as the core's (src/core/error.c): the plugin's own copy, hidden. */
+void fl__die(const char *file, int line, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s:%d: flexlearn: ", file, line);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  abort();
+}
+
+/* Until the core lends its fl_error (in plugin_available), errors are only kept here. */
+static fl_status no_error_fn(fl_status code, const char *, ...) { return code; }
+fl_error_fn fl__cuda_error = no_error_fn;
 
 /* ---- sticky errors ---- */
 static std::mutex err_mu;
@@ -34,7 +53,7 @@ void fl__cuda_fail(fl_status code, const char *fmt, ...) {
       err_code = code;
     }
   }
-  fl_error(code, "%s", msg);
+  fl__cuda_error(code, "%s", msg);
 }
 
 /* `call` is the stringified call expression: only its name (up to the '(') is printed. */
@@ -69,7 +88,7 @@ static fl_status cuda_status(void) {
   }
   if (!err_code) return FL_OK;
   std::lock_guard<std::mutex> lock(err_mu);
-  return fl_error((fl_status)err_code.load(), "%s", err_msg);
+  return fl__cuda_error((fl_status)err_code.load(), "%s", err_msg);
 }
 
 static void cuda_sync(void) {
@@ -85,7 +104,7 @@ static void *cuda_alloc(size_t bytes) {
     /* Not sticky: the caller gets NULL and decides; the device stays usable. cudaMalloc left
      * the error as the thread's last error: clear it so status() does not report it. */
     (void)cudaGetLastError();
-    fl_error(FL_ERR_NOMEM, "cudaMalloc(%zu bytes): out of device memory (%s)", bytes,
+    fl__cuda_error(FL_ERR_NOMEM, "cudaMalloc(%zu bytes): out of device memory (%s)", bytes,
              cudaGetErrorString(e));
     return NULL;
   }
@@ -288,10 +307,22 @@ static int usable(void) {
   return ok;
 }
 
-extern "C" int fl_cuda_available(void) { return usable(); }
+/* ---- the plugin's entry (the one exported symbol) ---- */
+static int plugin_available(fl_error_fn error) {
+  static std::once_flag lend;
+  std::call_once(lend, [error] { if (error) fl__cuda_error = error; });
+  return usable();
+}
 
-extern "C" const fl_backend *fl_backend_cuda(void) { return usable() ? &table : NULL; }
+static const fl_backend *plugin_backend(void) { return usable() ? &table : NULL; }
 
-extern "C" const char *fl_backend_cuda_reason(void) {
+static const char *plugin_reason(void) {
   return usable() ? "the CUDA backend is available" : why_not;
+}
+
+static const fl_cuda_plugin plugin = {FL_CUDA_PLUGIN_ABI, sizeof(fl_cuda_plugin), sizeof(fl_backend),
+                                      plugin_available, plugin_backend, plugin_reason};
+
+extern "C" __attribute__((visibility("default"))) const fl_cuda_plugin *fl__cuda_plugin(void) {
+  return &plugin;
 }

@@ -30,6 +30,9 @@ struct fl__cuda_state {
 };
 extern fl__cuda_state fl__cu;
 
+/* The core's fl_error (lent by fl_cuda_plugin.available; the plugin links nothing of the
+ * core). Sets fl_last_error() on the calling thread. */
+extern fl_error_fn fl__cuda_error;
 /* Records a failure (the first one is kept) and sets fl_error on this thread. */
 void fl__cuda_fail(fl_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* 1 when e is cudaSuccess; otherwise records "<call>: <reason> (while <what>)" and returns 0. */
