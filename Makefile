@@ -6,6 +6,11 @@
 #   CUDA=1 / CUDA=0 force the CUDA backend on/off (default: on when nvcc is found)
 #   SAN=1           build with AddressSanitizer + UndefinedBehaviorSanitizer (into build-san/)
 
+# Builds use every core (a -jN on the command line still wins; sub-makes share the jobserver).
+ifeq ($(MAKELEVEL),0)
+  MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+
 CC      ?= gcc
 NVCC    ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
@@ -56,7 +61,7 @@ TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 EXAMPLES:= $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all run test tests bench deps clean
+.PHONY: all run test tests bench deps depcheck clean
 all: $(LIB_A) $(LIB_SO) $(CLI) $(EXAMPLES) $(BENCHES) $(CUDA_PLUGIN)
 
 $(BUILD)/obj/%.o: %.c $(wildcard include/fl/*.h src/*/*.h)
@@ -66,6 +71,12 @@ $(BUILD)/obj/%.o: %.c $(wildcard include/fl/*.h src/*/*.h)
 $(BUILD)/obj/%.o: %.cu $(wildcard include/fl/*.h src/*/*.h src/backend/cuda/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+# Before compiling anything: every library this build needs is there, or one line per missing
+# one naming its Debian package (make deps installs them).
+depcheck:
+	@CC="$(CC)" DNNL=$(DNNL) CAIRO=$(CAIRO) CUDA=$(CUDA) NVCC="$(NVCC)" tools/check_deps.sh
+$(OBJ) $(CU_OBJ): | depcheck
 
 $(LIB_A): $(OBJ)
 	@mkdir -p $(dir $@)
@@ -105,12 +116,15 @@ test:
 	@$(MAKE) --no-print-directory SAN=1 tests
 	@SAN_BUILD=build-san tools/run_tests.sh build-san
 
-run: deps all
+run:
+	@tools/setup.sh
+	@$(MAKE) --no-print-directory all
 	$(CLI) fit
 
 # Also installs python3-torch (the peer loop) when missing.
-bench: all
+bench:
 	@FL_SETUP_TORCH=1 tools/setup.sh
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/bench.sh
 
 # ---- fuzzing (fuzz/): libFuzzer harnesses for the readers of outside bytes, built by clang with

@@ -4,7 +4,8 @@
  *   flexlearn fit      [flags]     train and show progress and metrics
  *   flexlearn lr_find  [flags]     the LR finder: prints the lr/loss curve, a suggestion, a plot
  *
- * Exit status: 0 done, 1 a runtime failure (data, device, NaN loss...), 2 bad usage. Every
+ * Exit status: 0 done, 1 a runtime failure (data, device, NaN loss...), 2 bad usage, 130
+ * stopped by Ctrl-C (after the current batch, with logs and plots closed properly). Every
  * failure prints one line on stderr naming the file or flag and what is wrong. */
 #include <errno.h>
 #include <limits.h>
@@ -189,9 +190,10 @@ int main(int argc, char **argv) {
   }
   fl_module *model = fl_get_model(o.seed, 28 * 28, 50, 10);
   int is_fit = !strcmp(o.cmd, "fit");
-  fl_callback *cbs[6];
+  fl_callback *cbs[7];
   int n = 0;
   cbs[n++] = fl_device_cb_new(dev);
+  cbs[n++] = fl_interrupt_cb_new();   /* Ctrl-C: stop after this batch, clean up, exit 130 */
   if (is_fit) {
     fl_metric *acc = fl_multiclass_accuracy_new();
     const char *name = "accuracy";
@@ -225,9 +227,13 @@ int main(int argc, char **argv) {
     free(lrs), free(losses);
   }
   if (s != FL_OK) fprintf(stderr, "flexlearn: %s\n", fl_last_error()[0] ? fl_last_error() : fl_status_str(s));
+  int stopped = s == FL_OK && fl_interrupted();
+  if (stopped)
+    fprintf(stderr, "flexlearn: interrupted (SIGINT): stopped in epoch %d after %lld training batches\n", l->epoch,
+            (long long)l->n_iter);
   fl_learner_free(l);
   fl_module_free(model);
   fl_dataloaders_free(&dls);
   fl_dataset_free(train), fl_dataset_free(valid);
-  return s == FL_OK ? 0 : 1;
+  return stopped ? 130 : s == FL_OK ? 0 : 1;
 }

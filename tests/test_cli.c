@@ -92,7 +92,8 @@ static void rm_data(const char *sub) {
 }
 
 /* ---- running the CLI: argv NULL-terminated; stdout / stderr into g_out / g_err ---- */
-static int run_cli_v(const char *const *args) {
+/* Starts it in the background, stdout / stderr into files that finish_cli reads. */
+static pid_t spawn_cli_v(const char *const *args) {
   char op[192], ep[192];
   path_in(op, sizeof op, "stdout.txt");
   path_in(ep, sizeof ep, "stderr.txt");
@@ -114,6 +115,14 @@ static int run_cli_v(const char *const *args) {
     execv(g_cli, (char *const *)argv);
     _exit(127);
   }
+  return pid;
+}
+
+/* Waits for it (120 s at most), reads its output; the exit code, or 128 + the signal. */
+static int finish_cli(pid_t pid) {
+  char op[192], ep[192];
+  path_in(op, sizeof op, "stdout.txt");
+  path_in(ep, sizeof ep, "stderr.txt");
   int status = 0;
   for (int waited = 0;; waited++) {   /* 120 s at most */
     pid_t w = waitpid(pid, &status, WNOHANG);
@@ -132,6 +141,7 @@ static int run_cli_v(const char *const *args) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
+static int run_cli_v(const char *const *args) { return finish_cli(spawn_cli_v(args)); }
 #define CLI(...) run_cli_v((const char *const[]){__VA_ARGS__, NULL})
 
 static int count_lines(const char *s) {
@@ -356,6 +366,78 @@ static void test_fit_run(void) {
   unlink(g_log), unlink(g_png);
 }
 
+/* Every line of a JSON-lines log is whole ({"epoch": ... }\n); returns how many (-1: a broken one). */
+static int whole_log_lines(const char *path) {
+  static char buf[1 << 16];
+  size_t n = read_file(path, buf, sizeof buf);
+  if (n == 0) return 0;
+  if (buf[n - 1] != '\n') return -1;
+  int k = 0;
+  for (char *line = buf; *line; k++) {
+    char *end = strchr(line, '\n');
+    if (strncmp(line, "{\"epoch\": ", 10) || end[-1] != '}' || !strstr(line, "\"weights_fnv1a\": \"")) return -1;
+    line = end + 1;
+  }
+  return k;
+}
+
+/* Starts a long fit with --log and returns once the log holds `lines` whole lines (pid 0: it
+ * never got there in 60 s, or the CLI ended first). */
+static pid_t long_fit_until(const char *log, const char *png, int lines) {
+  unlink(log), unlink(png);
+#ifdef FL_NO_CAIRO
+  (void)png;   /* a CAIRO=0 build has no --plot */
+  pid_t pid = spawn_cli_v((const char *const[]){"fit", "--data", g_good, "--epochs", "100000", "--bs", "32",
+                                                "--no-progress", "--device", "cpu", "--log", log, NULL});
+#else
+  pid_t pid = spawn_cli_v((const char *const[]){"fit", "--data", g_good, "--epochs", "100000", "--bs", "32",
+                                                "--no-progress", "--device", "cpu", "--log", log, "--plot", png, NULL});
+#endif
+  for (int waited = 0; waited < 6000; waited++) {
+    if (whole_log_lines(log) >= lines) return pid;
+    if (waitpid(pid, NULL, WNOHANG) == pid) return 0;
+    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+  }
+  kill(pid, SIGKILL), waitpid(pid, NULL, 0);
+  return 0;
+}
+
+/* kill -9 mid-fit: the log named by --log holds every finished phase, in whole lines. */
+static void test_killed_run_keeps_log(void) {
+  pid_t pid = long_fit_until(g_log, g_png, 4);
+  EXPECT(pid > 0);
+  if (pid <= 0) return;
+  kill(pid, SIGKILL);
+  int rc = finish_cli(pid);
+  EXPECTF(rc == 128 + SIGKILL, "rc %d", rc);
+  int k = whole_log_lines(g_log);
+  EXPECTF(k >= 4, "%d whole lines in the log of a killed run", k);
+  char tmp[220];
+  snprintf(tmp, sizeof tmp, "%s.tmp", g_log);
+  EXPECT(!exists(tmp));
+  unlink(g_log), unlink(g_png);
+}
+
+/* Ctrl-C: stops after the batch, cleanup runs (log closed whole, plot written), exit 130, one
+ * line on stderr; stdout ends with the weights hash. */
+static void test_sigint_run(void) {
+  pid_t pid = long_fit_until(g_log, g_png, 2);
+  EXPECT(pid > 0);
+  if (pid <= 0) return;
+  kill(pid, SIGINT);
+  int rc = finish_cli(pid);
+  EXPECTF(rc == 130, "rc %d, stderr: %s", rc, g_err);
+  EXPECTF(one_line_naming(g_err, "interrupted"), "stderr: %s", g_err);
+  EXPECTF(whole_log_lines(g_log) >= 2, "log of an interrupted run: %d whole lines", whole_log_lines(g_log));
+  size_t n = strlen(g_out);
+  const char *last = n >= 31 ? g_out + n - 31 : g_out;
+  EXPECTF(!strncmp(last, "weights fnv1a ", 14) && lesson_line(g_out, 0, 1), "stdout:\n%s", g_out);
+#ifndef FL_NO_CAIRO
+  EXPECT(exists(g_png));
+#endif
+  unlink(g_log), unlink(g_png);
+}
+
 static void test_lr_find_run(void) {
 #ifdef FL_NO_CAIRO
   SKIP("built without cairo (CAIRO=0): the run writes plots");
@@ -397,6 +479,8 @@ int main(void) {
   RUN(test_device);
   RUN(test_fit_run);
   RUN(test_lr_find_run);
+  RUN(test_killed_run_keeps_log);
+  RUN(test_sigint_run);
   static const char *subs[5] = {"good", "trunc", "mism", "small", "badlab"};
   for (int i = 0; i < 5; i++) rm_data(subs[i]);
   unlink(g_log), unlink(g_png);
