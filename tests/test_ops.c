@@ -11,6 +11,7 @@
  *
  * Run from the repository root (fixtures in tests/fixtures), or set FL_FIXTURES to the folder.
  * FL_TEST_VERBOSE=1 prints the largest error of every tensor. */
+#include <omp.h>
 #include <stdint.h>
 
 #include "backend/cpu/gemm.h"
@@ -238,9 +239,34 @@ static void test_log_softmax_extremes(void) {
 /* The CPU GEMM (oneDNN: matmul primitive or sgemm) against the double-accumulation reference
  * for every transpose combination, alpha/beta and padded leading dimensions. Error bound: a
  * dot product's, |C - ref| <= 1e-6 * (|alpha| sum_k |a_ik b_kj| + |beta c_ij|) (~8 ulps). */
+/* The weight gradient of the lesson's first layer at bs 1024 (dW1[50,784] = dH^T X, K = 1024,
+ * summed in two fixed halves) and the forward product: the same bits on 1 and 2 threads, with
+ * and without accumulation. */
+static void test_gemm_threads_same_bits(void) {
+  const int M = 50, N = 784, K = 1024;
+  fl_rng r = fl_rng_make(9, FL_STREAM_USER);
+  float *A = malloc((size_t)K * M * 4), *B = malloc((size_t)K * N * 4), *C[2], *F[2];
+  for (size_t i = 0; i < (size_t)K * M; i++) A[i] = fl_rng_normal(&r);
+  for (size_t i = 0; i < (size_t)K * N; i++) B[i] = fl_rng_normal(&r);
+  int max = omp_get_max_threads();
+  for (int t = 0; t < 2; t++) {
+    omp_set_num_threads(t + 1);
+    C[t] = malloc((size_t)M * N * 4), F[t] = malloc((size_t)K * M * 4);
+    fl__cpu_gemm(1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, C[t], N);          /* dW = dH^T X */
+    fl__cpu_gemm(1, 0, M, N, K, 1.0f, A, M, B, N, 1.0f, C[t], N);          /* dW += dH^T X */
+    fl__cpu_gemm(0, 1, K, M, N, 1.0f, B, N, C[t], N, 0.0f, F[t], M);       /* X W^T */
+  }
+  omp_set_num_threads(max);
+  EXPECT(!memcmp(C[0], C[1], (size_t)M * N * 4));
+  EXPECT(!memcmp(F[0], F[1], (size_t)K * M * 4));
+  for (int t = 0; t < 2; t++) free(C[t]), free(F[t]);
+  free(A), free(B);
+}
+
 static void test_gemm_vs_reference(void) {
   fl_rng r = fl_rng_make(3, FL_STREAM_USER);
-  int shapes[][3] = {{5, 7, 3}, {8, 50, 784}, {64, 10, 50}, {1, 1, 1}, {33, 17, 65}};
+  /* {64, 80, 601}: with A transposed, the weight-gradient path that sums K in two halves */
+  int shapes[][3] = {{5, 7, 3}, {8, 50, 784}, {64, 10, 50}, {1, 1, 1}, {33, 17, 65}, {64, 80, 601}};
   float ab[][2] = {{1, 0}, {1, 1}, {0.5f, 0.3f}};
   double worst = 0;
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
@@ -305,5 +331,6 @@ int main(void) {
   RUN(test_mlp);
   RUN(test_log_softmax_extremes);
   RUN(test_gemm_vs_reference);
+  RUN(test_gemm_threads_same_bits);
   return test_summary();
 }

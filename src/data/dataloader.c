@@ -69,7 +69,7 @@ struct fl_dataloader {
  * quotient; the table of the 256 quotients, which compilers do not vectorise, does the tail.
  * Rows are scattered through 47 MB, so a later row is prefetched while one is converted. */
 static void host_gather_u8(const float *lut, float *out, const uint8_t *src, const int32_t *idx,
-                           int B, int row, int par) {
+                           int B, int row, int par, const int32_t *next, int next_B) {
   /* par: the caller's thread may split the rows over the OpenMP pool (never from a worker) */
 #pragma omp parallel for schedule(static) if (par && (long)B * row >= (1L << 16))
   for (int b = 0; b < B; b++) {
@@ -78,6 +78,13 @@ static void host_gather_u8(const float *lut, float *out, const uint8_t *src, con
     if (b + 4 < B) {   /* rows are scattered: ask for a later one while converting this one */
       const char *nx = (const char *)(src + (size_t)idx[b + 4] * (size_t)row);
       for (int k = 0; k < row; k += 64) __builtin_prefetch(nx + k);
+    }
+    /* and for row b of the next batch, which this same thread will convert (static split):
+     * it arrives in this core's caches while the step computes, not while the next gather waits.
+     * Low locality: it is not needed until then. */
+    if (b < next_B) {
+      const char *nb = (const char *)(src + (size_t)next[b] * (size_t)row);
+      for (int k = 0; k < row; k += 64) __builtin_prefetch(nb + k, 0, 1);
     }
     int j = 0;
 #if defined(__AVX512F__)
@@ -116,7 +123,11 @@ static void fill(fl_dataloader *dl, dl_slot *s, int64_t i) {
   if (dl->be) {
     dl->be->gather_xy(s->x->data, s->y->data, dl->src_x, dl->src_y, dl->dperm + off, B, dl->row, 255.0f);
   } else {
-    host_gather_u8(dl->lut, s->x->data, dl->src_x, dl->perm + off, B, dl->row, dl->th == NULL);
+    /* inline (no workers): also prefetch the next batch's rows of this epoch */
+    int64_t noff = off + dl->cfg.bs;
+    int nB = dl->th == NULL && noff < dl->n ? (int)(dl->n - noff < dl->cfg.bs ? dl->n - noff : dl->cfg.bs) : 0;
+    host_gather_u8(dl->lut, s->x->data, dl->src_x, dl->perm + off, B, dl->row, dl->th == NULL,
+                   nB ? dl->perm + noff : NULL, nB);
     host_gather_i32(s->y->data, dl->src_y, dl->perm + off, B);
   }
   s->vx.shape[0] = B;

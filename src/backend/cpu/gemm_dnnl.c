@@ -122,6 +122,56 @@ static int gemm_threads(int M, int N, int K) {
   return (long)M * N * K >= par_min ? omp_get_max_threads() : 1;
 }
 
+/* ---- weight gradients: the batch (K) summed in two fixed halves ----
+ * dW[M,N] = dY^T[M,K] X[K,N]: on 2 threads dnnl_sgemm splits N, so each thread reads half of
+ * every row of X, half of which the other core had just written (the batch gather splits rows
+ * the same static way). Summing K in two fixed halves instead (h 0: rows [0, K/2), h 1: the rest;
+ * thread t does half t) keeps each core on the rows it gathered; the two partial products are
+ * then added in a fixed order, C = alpha * (P0 + P1) + beta * C, split by rows of C. The halves
+ * do not depend on the thread count, so 1 and 2 threads give the same bits. Only for a
+ * transposed A (the weight gradients) and shapes worth it (shape-only rule, never the thread
+ * count: KSPLIT_MIN_K rows and KSPLIT_MIN_MN outputs). */
+enum { KSPLIT_MIN_K = 512, KSPLIT_MIN_MN = 4096 };
+
+static float *ksplit_buf;      /* 2 * M * N partial sums, grown (never in the steady state) */
+static size_t ksplit_cap;
+
+static void ksplit_free(void) { free(ksplit_buf); }
+
+static int gemm_ksplit(int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc, int nthr) {
+  size_t need = 2 * (size_t)M * (size_t)N;
+  if (need > ksplit_cap) {
+    float *nb = realloc(ksplit_buf, need * sizeof *nb);
+    if (!nb) return 0;                          /* the plain path still works */
+    if (!ksplit_buf) atexit(ksplit_free);
+    ksplit_buf = nb, ksplit_cap = need;
+  }
+  float *P = ksplit_buf;
+  const int k1 = K / 2;
+#pragma omp parallel num_threads(nthr)
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    for (int h = t; h < 2; h += nt) {
+      int k0 = h ? k1 : 0, kk = h ? K - k1 : k1;
+      const float *Bh = tb ? B + k0 : B + (size_t)k0 * ldb;
+      DNNL_OK(dnnl_sgemm('T', tb ? 'T' : 'N', M, N, kk, 1.0f, A + (size_t)k0 * lda, lda, Bh, ldb, 0.0f,
+                         P + (size_t)h * M * N, N));
+    }
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int i = 0; i < M; i++) {
+      const float *p0 = P + (size_t)i * N, *p1 = p0 + (size_t)M * N;
+      float *c = C + (size_t)i * ldc;
+      if (beta == 0.0f)
+        for (int j = 0; j < N; j++) c[j] = alpha * (p0[j] + p1[j]);
+      else
+        for (int j = 0; j < N; j++) c[j] = alpha * (p0[j] + p1[j]) + beta * c[j];
+    }
+  }
+  return 1;
+}
+
 void fl__cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc) {
   if (M <= 0 || N <= 0) return;
@@ -138,7 +188,10 @@ void fl__cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float 
     mm_key k = {ta, tb, M, N, K, lda, ldb, ldc, nthr, alpha, beta};
     e = mm_get(&k);
   }
-  if (e) {
+  if (ta && K >= KSPLIT_MIN_K && (long)M * N >= KSPLIT_MIN_MN &&
+      gemm_ksplit(tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nthr)) {
+    /* done */
+  } else if (e) {
     DNNL_OK(dnnl_memory_set_data_handle(e->a, (void *)A));
     DNNL_OK(dnnl_memory_set_data_handle(e->b, (void *)B));
     DNNL_OK(dnnl_memory_set_data_handle(e->c, C));
