@@ -5,12 +5,15 @@ epoch's sample order that flexlearn used, trains one epoch (SGD, lr, bs, cross-e
 prints the valid accuracy and loss and the largest difference from flexlearn's final weights.
 
 usage: epoch_vs_torch.py DATA_DIR INIT.bin PERM.bin FINAL.bin BS LR
-output: "torch: acc=0.6836 loss=0.8450 max_dw=1.19e-07"
+output: "torch: acc=0.6836 loss=0.8450 max_dw=1.19e-07 blas=openblas:/usr/lib/.../libblas.so.3"
+(blas = the BLAS library this process's torch calls, as bench/torch_peer.py reports it)
 """
 import gzip, os, sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'bench'))
+from torch_peer import blas_loaded
 
 data, init, perm, final, bs, lr = sys.argv[1:7]
 bs, lr = int(bs), float(lr)
@@ -53,4 +56,5 @@ o, dw = 0, 0.0
 for p in m.parameters():
     dw = max(dw, float(np.abs(p.detach().numpy().ravel() - fin[o:o + p.numel()]).max()))
     o += p.numel()
-print(f'torch: acc={acc:.4f} loss={loss:.4f} max_dw={dw:.3g}')
+kind, path, _ = blas_loaded(torch)
+print(f'torch: acc={acc:.4f} loss={loss:.4f} max_dw={dw:.3g} blas={kind}:{path}')
