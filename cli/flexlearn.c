@@ -32,11 +32,12 @@ static const char usage[] =
     "  --device D        cpu, cuda or auto (default auto: the GPU when there is one)\n"
     "  --plot FILE.png   fit: plot train/valid loss; lr_find: loss against lr (default lr_find.png)\n"
     "  --log FILE.jsonl  fit: one JSON object per epoch and phase (epoch, train, loss, accuracy, seconds)\n"
+    "  --csv FILE.csv    fit: the same records as CSV, with a header line\n"
     "  --no-progress     no bars: the lesson's metric lines only\n"
     "  --help            this text\n";
 
 typedef struct opts {
-  const char *cmd, *data, *plot, *log;
+  const char *cmd, *data, *plot, *log, *csv;
   int epochs, bs, threads, workers, progress;
   double lr, mom;
   unsigned long long seed;
@@ -85,7 +86,7 @@ static int parse(int argc, char **argv, opts *o) {
     if (!strcmp(f, "--help") || !strcmp(f, "-h")) return fputs(usage, stdout), -1;
     if (!strcmp(f, "--no-progress")) { o->progress = 0; continue; }
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
-                                       "--data", "--device", "--plot", "--log"};
+                                       "--data", "--device", "--plot", "--log", "--csv"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
     if (!known) return bad(f, NULL, "unknown flag (see --help)");
@@ -118,6 +119,7 @@ static int parse(int argc, char **argv, opts *o) {
       if (n < 5 || strcmp(v + n - 4, ".png")) return bad(f, v, "must name a .png file");
       o->plot = v;
     } else if (!strcmp(f, "--log")) o->log = v;
+    else if (!strcmp(f, "--csv")) o->csv = v;
     if (r) return r;
   }
   return 0;
@@ -165,7 +167,8 @@ int main(int argc, char **argv) {
   opts o;
   int r = parse(argc, argv, &o);
   if (r) return r < 0 ? 0 : r;
-  if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--log", o.log))) return r;
+  if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)))
+    return r;
   fl_init(o.threads);
   fl_device dev = FL_CPU;
   if ((r = resolve_device(o.device, &dev))) return r;
@@ -190,7 +193,7 @@ int main(int argc, char **argv) {
   }
   fl_module *model = fl_get_model(o.seed, 28 * 28, 50, 10);
   int is_fit = !strcmp(o.cmd, "fit");
-  fl_callback *cbs[7];
+  fl_callback *cbs[8];
   int n = 0;
   cbs[n++] = fl_device_cb_new(dev);
   cbs[n++] = fl_interrupt_cb_new();   /* Ctrl-C: stop after this batch, clean up, exit 130 */
@@ -202,6 +205,7 @@ int main(int argc, char **argv) {
     /* --no-progress: the same callback without bars (it still records the plot) */
     cbs[n++] = fl_progress_cb_new(o.plot != NULL, o.plot, stdout, o.progress ? -1 : 0);
     if (o.log) cbs[n++] = fl_jsonl_cb_new(o.log);
+    if (o.csv) cbs[n++] = fl_csv_cb_new(o.csv);
   }
   fl_learner *l = o.use_mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, fl_sgd_new, (float)o.mom)
                             : fl_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, fl_sgd_new, &fl_train_ops);

@@ -214,6 +214,7 @@ static void test_bad_flags(void) {
   snprintf(missing_log, sizeof missing_log, "%s/no/such/dir/x.jsonl", g_dir);
   snprintf(missing_png, sizeof missing_png, "%s/no/such/dir/x.png", g_dir);
   BAD(2, "--log", "fit", "--data", g_good, "--log", missing_log, "--plot", g_png);
+  BAD(2, "--csv", "fit", "--data", g_good, "--csv", missing_log, "--log", g_log, "--plot", g_png);
   BAD(2, "--plot", "fit", "--data", g_good, "--log", g_log, "--plot", missing_png);
   BAD(2, "--plot", "lr_find", "--data", g_good, "--plot", missing_png);
   BAD(2, "train", "train", "--data", g_good);
@@ -334,6 +335,18 @@ static void test_fit_run(void) {
     EXPECT(fread(pngh, 1, 8, pf) == 8 && !memcmp(pngh, "\x89PNG\r\n\x1a\n", 8));
     fclose(pf);
   }
+
+  /* --csv: a header and the same two records */
+  char csv[192], cs[4096];
+  path_in(csv, sizeof csv, "x.csv");
+  rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+           "--csv", csv);
+  EXPECTF(rc == 0 && !strcmp(g_out, out1), "rc %d: %s", rc, g_err);
+  read_file(csv, cs, sizeof cs);
+  EXPECTF(count_lines(cs) == 3 && !strncmp(cs, "epoch,train,accuracy,loss,seconds,weights_fnv1a\n0,true,", 55) &&
+              strstr(cs, "\n0,false,"),
+          "csv:\n%s", cs);
+  unlink(csv);
 
   /* the same seed: identical stdout and log (but the seconds); another loader thread count too */
   rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--seed",

@@ -911,6 +911,42 @@ static void test_jsonl_cb(void) {
   }
 }
 
+/* CsvCB: a header, then one row per epoch and phase with the values MetricsCB logged. */
+static void test_csv_cb(void) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/log.csv", g_dir);
+  fx f;
+  fx_init(&f, 20, 12, 4, 8, 0, 4);
+  log_capture cap = {0};
+  fl_callback *cbs[2] = {fl_csv_cb_new(path), metrics_cb(&cap)};
+  fl_learner *l = fl_learner_new(f.model, &f.dls, fl_cross_entropy, 0.2f, cbs, 2, fl_sgd_new, &fl_train_ops);
+  EXPECT(fl_fit(l, 2, 1, 1, NULL, 0, 0) == FL_OK);
+  char *s = slurp(path);
+  EXPECT(s != NULL);
+  if (s) {
+    int lines = 0;
+    for (char *p = s; *p; p++) lines += *p == '\n';
+    EXPECTF(lines == 5, "%d lines:\n%s", lines, s);
+    char *save = NULL, *ln = strtok_r(s, "\n", &save);
+    EXPECTF(ln && !strcmp(ln, "epoch,train,accuracy,loss,seconds,weights_fnv1a"), "header: %s", ln ? ln : "");
+    for (int i = 0; i < 4 && cap.n == 4 && (ln = strtok_r(NULL, "\n", &save)); i++) {
+      int ep = -1;
+      char tr[8] = "";
+      double acc = -1, loss = -1, sec = -1;
+      unsigned long long h = 0;
+      int k = sscanf(ln, "%d,%7[a-z],%lf,%lf,%lf,%16llx", &ep, tr, &acc, &loss, &sec, &h);
+      EXPECTF(k == 6 && ep == i / 2 && !strcmp(tr, i % 2 ? "false" : "true"), "row %d: %s", i, ln);
+      EXPECT_NEAR(acc, cap.e[i].values[0], 1e-5);
+      EXPECT_NEAR(loss, logged_loss(&cap.e[i]), 1e-5);
+      EXPECT(sec >= 0 && sec < 60);
+    }
+    free(s);
+  }
+  unlink(path);
+  fl_learner_free(l);
+  fx_free(&f);
+}
+
 /* The suggestion is where the smoothed loss falls fastest per log(lr), before the minimum: on a
  * synthetic curve that drops around lr 0.1 and blows up past 1, it lands near 0.1. */
 static void test_lr_steepest(void) {
@@ -1025,6 +1061,7 @@ int main(void) {
   RUN(test_reproducible);
   RUN(test_arena_steady);
   RUN(test_jsonl_cb);
+  RUN(test_csv_cb);
   RUN(test_jsonl_failed_fit);
   RUN(test_interrupt_cb);
   RUN(test_lr_steepest);

@@ -169,6 +169,9 @@ const char *fl_log_entry_str(const fl_log_entry *e, char *buf, size_t n);
  * after a crash or a kill the file holds every finished phase. A write error stops the fit
  * with FL_ERR_IO naming the path. Order 2. */
 fl_callback *fl_jsonl_cb_new(const char *path);
+/* The same records as CSV: a header (epoch,train,<metrics>,loss,seconds,weights_fnv1a) before
+ * the first row, a non-finite value as an empty field; flushed row by row. Order 2. */
+fl_callback *fl_csv_cb_new(const char *path);
 
 /* ProgressCB(plot): bars and the metrics table on a terminal, the lesson's plain metric lines
  * otherwise (bars: 1 always, 0 never, -1 when `out` is a terminal); with plot, a live loss

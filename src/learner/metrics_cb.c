@@ -1,7 +1,6 @@
 /* MetricsCB: the metrics plus a batch-size-weighted Mean of the loss; reset before each epoch,
  * updated after each batch (on the device: nothing is read back per batch), computed and
- * logged after each epoch through a replaceable logger. And a JSON-lines logger on top. */
-#include <errno.h>
+ * logged after each epoch through a replaceable logger (file loggers on top: log_cb.c). */
 #include <stdlib.h>
 #include <math.h>
 #include <string.h>
@@ -91,72 +90,4 @@ fl_callback *fl_metrics_cb_new(int n, fl_metric **metrics, const char **names) {
   m->log_ctx = stdout;
   m->last.epoch = -1;
   return &m->cb;
-}
-
-/* ---- JSON-lines log: one object per epoch and phase, at its own path, flushed line by line
- * (a log is read while the run goes on and after it dies: `tail -f`, or after a kill -9) ---- */
-typedef struct { fl_callback cb; char *path; FILE *f; } jsonl_cb;
-
-static fl_status jcb_before_fit(fl_callback *cb, fl_learner *l) {
-  (void)l;
-  jsonl_cb *j = (jsonl_cb *)cb;
-  if (j->f) fclose(j->f);
-  j->f = fopen(j->path, "w");
-  if (!j->f) return fl_error(FL_ERR_IO, "--log %s: cannot create the file: %s", j->path, strerror(errno));
-  return FL_OK;
-}
-
-static fl_status jcb_after_epoch(fl_callback *cb, fl_learner *l) {
-  jsonl_cb *j = (jsonl_cb *)cb;
-  if (!l->metrics || !j->f) return FL_OK;
-  const fl_log_entry *e = &l->metrics->last;
-  char line[1024];
-  size_t n = 0;
-  n += (size_t)snprintf(line + n, sizeof line - n, "{\"epoch\": %d, \"train\": %s", e->epoch,
-                        e->train ? "true" : "false");
-  for (int i = 0; i < e->n && n < sizeof line; i++) {
-    if (isfinite(e->values[i])) n += (size_t)snprintf(line + n, sizeof line - n, ", \"%s\": %.6f", e->names[i], e->values[i]);
-    else n += (size_t)snprintf(line + n, sizeof line - n, ", \"%s\": null", e->names[i]);
-  }
-  if (n < sizeof line)
-    n += (size_t)snprintf(line + n, sizeof line - n, ", \"seconds\": %.6f, \"weights_fnv1a\": \"%016llx\"}\n",
-                          e->seconds, (unsigned long long)fl_module_hash(l->model));
-  FL_CHECK(n < sizeof line, "JsonlCB: a log line is longer than %zu bytes", sizeof line);
-  /* one write of the whole line, then flushed: a kill leaves whole lines only */
-  if (fwrite(line, 1, n, j->f) != n || fflush(j->f) != 0)
-    return fl_error(FL_ERR_IO, "--log %s: write failed: %s", j->path, strerror(errno));
-  return FL_OK;
-}
-
-/* The log keeps every finished phase, however the fit ended (a failed or interrupted run's
- * log says how far it got). */
-static fl_status jcb_cleanup_fit(fl_callback *cb, fl_learner *l) {
-  (void)l;
-  jsonl_cb *j = (jsonl_cb *)cb;
-  if (!j->f) return FL_OK;
-  int bad = ferror(j->f) | (fclose(j->f) != 0);
-  j->f = NULL;
-  if (bad) return fl_error(FL_ERR_IO, "--log %s: write failed", j->path);
-  return FL_OK;
-}
-
-static void jcb_free(fl_callback *cb) {
-  jsonl_cb *j = (jsonl_cb *)cb;
-  if (j->f) fclose(j->f);
-  free(j->path);
-  free(j);
-}
-
-fl_callback *fl_jsonl_cb_new(const char *path) {
-  FL_CHECK(path && *path, "fl_jsonl_cb_new: path is empty");
-  jsonl_cb *j = fl_xcalloc(1, sizeof *j);
-  j->cb.name = "JsonlCB";
-  j->cb.order = 2;
-  j->cb.free = jcb_free;
-  j->cb.on[FL_BEFORE_FIT] = jcb_before_fit;
-  j->cb.on[FL_AFTER_EPOCH] = jcb_after_epoch;
-  j->cb.on[FL_CLEANUP_FIT] = jcb_cleanup_fit;
-  j->path = fl_xmalloc(strlen(path) + 1);
-  strcpy(j->path, path);
-  return &j->cb;
 }
