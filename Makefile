@@ -26,12 +26,14 @@ ifeq ($(SAN),1)
 endif
 
 CFLAGS  += $(shell pkg-config --cflags cairo 2>/dev/null) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -ffp-contract=off $(OPT) -Iinclude -Isrc
-# DNNL=0: plain C GEMM instead of oneDNN; CAIRO=0: no PNG plots (for machines lacking them).
+# DNNL=0: plain C GEMM instead of oneDNN; CAIRO=0: no PNG plots; CJSON=0: no safetensors
+# weights (for machines lacking them).
 DNNL    ?= 1
 ZLIB    ?= -lz
 CAIRO   ?= 1
-LDLIBS  := $(if $(filter 1,$(DNNL)),-ldnnl,) $(ZLIB) $(if $(filter 1,$(CAIRO)),-lcairo,) -lm -lpthread $(EXTRA_LDLIBS)
-CFLAGS  += $(if $(filter 1,$(DNNL)),,-DFL_NO_DNNL) $(if $(filter 1,$(CAIRO)),,-DFL_NO_CAIRO) $(EXTRA_CFLAGS)
+CJSON   ?= 1
+LDLIBS  := $(if $(filter 1,$(DNNL)),-ldnnl,) $(ZLIB) $(if $(filter 1,$(CAIRO)),-lcairo,) $(if $(filter 1,$(CJSON)),-lcjson,) -lm -lpthread $(EXTRA_LDLIBS)
+CFLAGS  += $(if $(filter 1,$(DNNL)),,-DFL_NO_DNNL) $(if $(filter 1,$(CAIRO)),,-DFL_NO_CAIRO) $(if $(filter 1,$(CJSON)),,-DFL_NO_CJSON) $(EXTRA_CFLAGS)
 LDFLAGS += -fopenmp $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
 comma   := ,
 
@@ -75,7 +77,7 @@ $(BUILD)/obj/%.o: %.cu $(wildcard include/fl/*.h src/*/*.h src/backend/cuda/*.cu
 # Before compiling anything: every library this build needs is there, or one line per missing
 # one naming its Debian package (make deps installs them).
 depcheck:
-	@CC="$(CC)" DNNL=$(DNNL) CAIRO=$(CAIRO) CUDA=$(CUDA) NVCC="$(NVCC)" tools/check_deps.sh
+	@CC="$(CC)" DNNL=$(DNNL) CAIRO=$(CAIRO) CJSON=$(CJSON) CUDA=$(CUDA) NVCC="$(NVCC)" tools/check_deps.sh
 $(OBJ) $(CU_OBJ): | depcheck
 
 $(LIB_A): $(OBJ)
@@ -140,11 +142,16 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -g -O1 -fno-omit-frame-point
 FUZZ_BINS   := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_LIBSRC := src/data/idx.c src/core/error.c
 FUZZ_SRC_dataset := src/data/dataset.c
+# the safetensors reader's validation only (no module code), and cJSON
+FUZZ_SRC_safetensors := src/nn/safetensors.c
+FUZZ_LIBS_safetensors := -lcjson
+$(FUZZ_BUILD)/fuzz_safetensors: FUZZ_CFLAGS += -DFL_SAFETENSORS_PARSE_ONLY
+$(FUZZ_BUILD)/fuzz_safetensors: src/nn/safetensors.c src/nn/safetensors_internal.h
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(FUZZ_LIBSRC) src/data/dataset.c \
                       src/data/idx_internal.h $(wildcard include/fl/*.h src/backend/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIBSRC) $(FUZZ_SRC_$*) -lz -lpthread
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIBSRC) $(FUZZ_SRC_$*) -lz -lpthread $(FUZZ_LIBS_$*)
 
 fuzz-build:
 	@FL_SETUP_FUZZ=1 tools/setup.sh

@@ -33,11 +33,13 @@ static const char usage[] =
     "  --plot FILE.png   fit: plot train/valid loss; lr_find: loss against lr (default lr_find.png)\n"
     "  --log FILE.jsonl  fit: one JSON object per epoch and phase (epoch, train, loss, accuracy, seconds)\n"
     "  --csv FILE.csv    fit: the same records as CSV, with a header line\n"
+    "  --save FILE.safetensors  fit: save the weights at the end (also after Ctrl-C), as\n"
+    "                    safetensors with PyTorch's names (0.weight, 0.bias, 2.weight, 2.bias)\n"
     "  --no-progress     no bars: the lesson's metric lines only\n"
     "  --help            this text\n";
 
 typedef struct opts {
-  const char *cmd, *data, *plot, *log, *csv;
+  const char *cmd, *data, *plot, *log, *csv, *save;
   int epochs, bs, threads, workers, progress;
   double lr, mom;
   unsigned long long seed;
@@ -86,7 +88,7 @@ static int parse(int argc, char **argv, opts *o) {
     if (!strcmp(f, "--help") || !strcmp(f, "-h")) return fputs(usage, stdout), -1;
     if (!strcmp(f, "--no-progress")) { o->progress = 0; continue; }
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
-                                       "--data", "--device", "--plot", "--log", "--csv"};
+                                       "--data", "--device", "--plot", "--log", "--csv", "--save"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
     if (!known) return bad(f, NULL, "unknown flag (see --help)");
@@ -120,6 +122,14 @@ static int parse(int argc, char **argv, opts *o) {
       o->plot = v;
     } else if (!strcmp(f, "--log")) o->log = v;
     else if (!strcmp(f, "--csv")) o->csv = v;
+    else if (!strcmp(f, "--save")) {
+      size_t n = strlen(v);
+      if (n < 13 || strcmp(v + n - 12, ".safetensors")) return bad(f, v, "must name a .safetensors file");
+#ifdef FL_NO_CJSON
+      return bad(f, v, "this flexlearn was built without cJSON (make CJSON=0): no safetensors");
+#endif
+      o->save = v;
+    }
     if (r) return r;
   }
   return 0;
@@ -167,7 +177,8 @@ int main(int argc, char **argv) {
   opts o;
   int r = parse(argc, argv, &o);
   if (r) return r < 0 ? 0 : r;
-  if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)))
+  if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)) ||
+      (r = check_out_dir("--save", o.save)))
     return r;
   fl_init(o.threads);
   fl_device dev = FL_CPU;
@@ -212,6 +223,9 @@ int main(int argc, char **argv) {
   if (is_fit) {
     s = fl_fit(l, o.epochs, 1, 1, NULL, 0, 0);
     if (s == FL_OK) printf("weights fnv1a %016llx\n", (unsigned long long)fl_module_hash(model));
+    /* after a whole fit, or one stopped by Ctrl-C (also FL_OK): keep what was trained */
+    if (s == FL_OK && o.save && (s = fl_save_safetensors(model, o.save, "Linear(784,50)-ReLU-Linear(50,10)")) == FL_OK)
+      printf("weights saved to %s\n", o.save);
   } else {
     float sug;
     double *lrs = NULL, *losses = NULL;

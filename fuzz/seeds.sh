@@ -1,10 +1,11 @@
 #!/bin/sh
 # Writes the fuzzers' seed corpora, made from tiny valid (and a few nearly valid) IDX files, into
-# DIR/fuzz_idx, DIR/fuzz_idx_gz, DIR/fuzz_idx_deflate, DIR/fuzz_dataset: a few hundred bytes in
-# all, regenerated rather than committed. Usage: fuzz/seeds.sh DIR
+# DIR/fuzz_idx, DIR/fuzz_idx_gz, DIR/fuzz_idx_deflate, DIR/fuzz_dataset, and safetensors files
+# for fuzz_safetensors's model (Linear(4,3)-ReLU-Linear(3,2)) into DIR/fuzz_safetensors: a few
+# kilobytes in all, regenerated rather than committed. Usage: fuzz/seeds.sh DIR
 set -eu
 dir=${1:?usage: fuzz/seeds.sh DIR}
-mkdir -p "$dir/fuzz_idx" "$dir/fuzz_idx_gz" "$dir/fuzz_idx_deflate" "$dir/fuzz_dataset"
+mkdir -p "$dir/fuzz_idx" "$dir/fuzz_idx_gz" "$dir/fuzz_idx_deflate" "$dir/fuzz_dataset" "$dir/fuzz_safetensors"
 
 # hex "00 00 08 01": those bytes on stdout (dash's printf has octal escapes, not \x)
 hex() { for h in $1; do printf "\\$(printf %03o "0x$h")"; done; }
@@ -38,3 +39,25 @@ ds nchw         "18 00" "00 00 08 04 00 00 00 01 00 00 00 01 00 00 00 02 00 00 0
 ds images-1d   "09 00" "00 00 08 01 00 00 00 01 05" "00 00 08 01 00 00 00 01 03"
 ds mismatch     "18 00" "00 00 08 03 00 00 00 02 00 00 00 02 00 00 00 02 01 02 03 04 05 06 07 08" \
                 "00 00 08 01 00 00 00 03 03 09 01"
+
+# safetensors: the 8-byte little-endian header length, the JSON padded with spaces to a multiple
+# of 8, then data_n bytes of data. st NAME JSON DATA_N
+st() {
+  n=${#2}; hl=$(( (n + 7) / 8 * 8 ))
+  hex "$(printf '%02x %02x %02x %02x 00 00 00 00' $((hl & 255)) $((hl >> 8 & 255)) $((hl >> 16 & 255)) $((hl >> 24 & 255)))" \
+    > "$dir/fuzz_safetensors/$1"
+  { printf '%s' "$2"; printf '%*s' $((hl - n)) ''; head -c "$3" /dev/zero | tr '\0' '\101'; } >> "$dir/fuzz_safetensors/$1"
+}
+w0='"0.weight":{"dtype":"F32","shape":[3,4],"data_offsets":[0,48]}'
+b0='"0.bias":{"dtype":"F32","shape":[3],"data_offsets":[48,60]}'
+w2='"2.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[60,84]}'
+b2='"2.bias":{"dtype":"F32","shape":[2],"data_offsets":[84,92]}'
+meta='"__metadata__":{"format":"pt","flexlearn_model":"small"}'
+st valid      "{$meta,$w0,$b0,$w2,$b2}" 92
+st no-meta    "{$b2,$w2,$b0,$w0}" 92
+st missing    "{$w0,$b0,$w2}" 84
+st extra      "{$w0,$b0,$w2,$b2,\"3.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[92,96]}}" 96
+st f16        "{$w0,$b0,$w2,\"2.bias\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[84,88]}}" 88
+st overlap    "{$w0,\"0.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[40,52]},$w2,$b2}" 92
+st shape      "{\"0.weight\":{\"dtype\":\"F32\",\"shape\":[4,3],\"data_offsets\":[0,48]},$b0,$w2,$b2}" 92
+st empty      "{}" 0

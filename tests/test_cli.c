@@ -217,6 +217,10 @@ static void test_bad_flags(void) {
   BAD(2, "--csv", "fit", "--data", g_good, "--csv", missing_log, "--log", g_log, "--plot", g_png);
   BAD(2, "--plot", "fit", "--data", g_good, "--log", g_log, "--plot", missing_png);
   BAD(2, "--plot", "lr_find", "--data", g_good, "--plot", missing_png);
+  char missing_st[256];
+  snprintf(missing_st, sizeof missing_st, "%s/no/such/dir/w.safetensors", g_dir);
+  BAD(2, "--save", "fit", "--data", g_good, "--save", "w.bin", "--log", g_log, "--plot", g_png);
+  BAD(2, "--save", "fit", "--data", g_good, "--save", missing_st, "--log", g_log, "--plot", g_png);
   BAD(2, "train", "train", "--data", g_good);
   BAD(2, "--epochs", "--epochs", "1");
 }
@@ -347,6 +351,24 @@ static void test_fit_run(void) {
               strstr(cs, "\n0,false,"),
           "csv:\n%s", cs);
   unlink(csv);
+
+#ifndef FL_NO_CJSON
+  /* --save: the same run, then the weights in a safetensors file (the 8-byte header length, the
+   * JSON naming the four tensors, 4 bytes per parameter) whose reload gives the printed hash */
+  char st[192], msg[4400];
+  path_in(st, sizeof st, "w.safetensors");
+  rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+           "--save", st);
+  snprintf(msg, sizeof msg, "%sweights saved to %s\n", out1, st);
+  EXPECTF(rc == 0 && !strcmp(g_out, msg), "rc %d: %s%s", rc, g_out, g_err);
+  struct stat sb;
+  EXPECT(stat(st, &sb) == 0);
+  fl_module *m = fl_get_model(1, 784, 50, 10);
+  EXPECT(fl_load_safetensors(m, st) == FL_OK);
+  EXPECTF(h && fl_module_hash(m) == h, "reloaded %016llx, printed %016llx", (unsigned long long)fl_module_hash(m), h);
+  fl_module_free(m);
+  unlink(st);
+#endif
 
   /* the same seed: identical stdout and log (but the seconds); another loader thread count too */
   rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--seed",

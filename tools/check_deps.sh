@@ -1,7 +1,7 @@
 #!/bin/sh
 # Checks, before anything is compiled, that the libraries this build needs are installed, and
 # names the Debian package of each one that is missing (make deps installs them all).
-#   env: CC, DNNL (1: oneDNN), CAIRO (1: cairo), CUDA (1: the CUDA plugin), NVCC
+#   env: CC, DNNL (1: oneDNN), CAIRO (1: cairo), CJSON (1: cJSON), CUDA (1: the CUDA plugin), NVCC
 # Exit 0 when everything is there; otherwise one line per missing piece on stderr, exit 1.
 CC=${CC:-cc}
 missing=""
@@ -15,6 +15,7 @@ need() {   # need HEADER PACKAGE [ALTERNATIVE]
 command -v "$CC" >/dev/null 2>&1 || { echo "flexlearn: no C compiler '$CC': install the Debian package gcc" >&2; exit 1; }
 EXTRA=""
 need zlib.h zlib1g-dev
+[ "${CJSON:-1}" = 1 ] && need cjson/cJSON.h libcjson-dev "make CJSON=0, no safetensors weights"
 [ "${DNNL:-1}" = 1 ] && need oneapi/dnnl/dnnl.h libdnnl-dev "make DNNL=0, a plain C GEMM, much slower"
 if [ "${CAIRO:-1}" = 1 ]; then
   if ! command -v pkg-config >/dev/null 2>&1; then

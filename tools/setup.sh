@@ -4,13 +4,14 @@
 #   libdnnl-dev      oneDNN: the CPU matrix products (fastest measured here, same bits on 1 and 2 threads)
 #   zlib1g-dev       zlib: reads the gzipped IDX files
 #   libcairo2-dev    cairo: PNG plots (loss curves, LR finder)
+#   libcjson-dev     cJSON: parses the JSON header of safetensors weight files
 #   dataset-fashion-mnist  the data, in /usr/share/datasets/fashion-mnist
 #   python3-torch python3-numpy  PyTorch, only for fixtures and the benchmark's peer loop
 #   libopenblas0-openmp  OpenBLAS for that torch (else the reference BLAS: 20x slower); its OpenMP
 #                    build shares torch's thread pool (the pthread build measured 0-25 % slower)
 #   clang libclang-rt-14-dev  clang and its libFuzzer, only for make fuzz (FL_SETUP_FUZZ=1)
 set -e
-pkgs="gcc make libdnnl-dev zlib1g-dev libcairo2-dev dataset-fashion-mnist"
+pkgs="gcc make libdnnl-dev zlib1g-dev libcairo2-dev libcjson-dev dataset-fashion-mnist"
 [ "${FL_SETUP_TORCH:-0}" = 1 ] && pkgs="$pkgs python3-torch python3-numpy libopenblas0-openmp"
 [ "${FL_SETUP_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"   # make fuzz only
 missing=""

@@ -64,6 +64,27 @@ fl_module *fl_sequential_new(int n, fl_module **mods);
 /* The lesson's model: Linear(784,50)-ReLU-Linear(50,10), initialised from seed, collated. */
 fl_module *fl_get_model(uint64_t seed, int in, int hidden, int out);
 
+/* ---- weights in safetensors (https://github.com/huggingface/safetensors) ----
+ * Tensors are named as PyTorch's state_dict names them for the same module tree (the index of a
+ * child in its Sequential, then "weight"/"bias": "0.weight", "0.bias", "2.weight", "2.bias"),
+ * stored as F32 with the shapes of the parameters, so torch's load_state_dict(strict=True)
+ * takes them. Works for a model on any device (copies go through the tensor API). */
+
+/* Writes every parameter of m to `path`, with __metadata__ {"format": "pt", "flexlearn_model":
+ * model_name} (model_name may be NULL: ""). Writes path.tmp, fsyncs it and renames it over
+ * path, so a crash or failure leaves the previous file as it was; on failure the .tmp is
+ * removed. Returns FL_OK, FL_ERR_IO (cannot create/write/fsync/rename, or path exists and is
+ * not a regular file; the reason names the path) or FL_ERR_NOMEM. m is only read; the caller
+ * keeps ownership of everything. */
+fl_status fl_save_safetensors(fl_module *m, const char *path, const char *model_name);
+/* Loads m's parameters from `path`, which must hold exactly m's tensors (names and shapes), all
+ * F32, with offsets that cover the data exactly once. Everything is validated before the first
+ * parameter is written: on any error m is untouched. Returns FL_OK, FL_ERR_IO (cannot open or
+ * read), FL_ERR_FORMAT (anything wrong in the file: one line naming the file, the tensor if
+ * any, and what is wrong; a wrong shape names the file's and the model's) or FL_ERR_NOMEM.
+ * Nothing is allocated in proportion to what the header claims, only to the file's size. */
+fl_status fl_load_safetensors(fl_module *m, const char *path);
+
 /* A loss: (preds, targets) -> scalar in g. fl_cross_entropy and fl_mse have this type. */
 typedef fl_tensor *(*fl_loss_fn)(fl_graph *g, fl_tensor *preds, fl_tensor *targets);
 
