@@ -30,6 +30,14 @@ struct fl_optimizer {
   void (*zero_grad)(fl_optimizer *o);
   void (*free_state)(fl_optimizer *o);  /* frees o->state; may be NULL */
   void *state;
+  /* What a checkpoint must keep besides the parameters: up to 4 flat f32 tensors laid out like
+   * model->flat, on the model's device (AdamW: "exp_avg", "exp_avg_sq"), owned by the
+   * optimiser, with their names; and the count of steps taken (AdamW's bias correction uses
+   * it). SGD has no buffers. */
+  fl_tensor *bufs[4];
+  const char *buf_names[4];
+  int n_bufs;
+  int64_t n_steps;
 };
 
 /* SGD over every parameter of model, one group with that lr. Free with fl_opt_free. */

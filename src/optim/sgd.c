@@ -16,6 +16,7 @@ static int one_flat_group(const fl_optimizer *o) {
 }
 
 static fl_status sgd_step(fl_optimizer *o) {
+  o->n_steps++;
   if (one_flat_group(o)) {
     fl_tensor *p = o->model->flat;
     fl_backend_for(p->device)->sgd_step(p->data, o->model->flat_grad->data, o->groups[0].lr,
@@ -65,6 +66,7 @@ void fl_opt_zero_grad(fl_optimizer *o) { o->zero_grad(o); }
 void fl_opt_free(fl_optimizer *o) {
   if (!o) return;
   if (o->free_state) o->free_state(o);
+  for (int i = 0; i < o->n_bufs; i++) fl_tensor_free(o->bufs[i]);
   for (int i = 0; i < o->n_groups; i++) free(o->groups[i].params);
   free(o->groups);
   free(o);
