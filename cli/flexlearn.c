@@ -30,6 +30,7 @@ static const char usage[] =
     "  --data DIR        directory with the four Fashion-MNIST IDX files, raw or .gz\n"
     "                    (default $FLEXLEARN_DATA or /usr/share/datasets/fashion-mnist)\n"
     "  --device D        cpu, cuda or auto (default auto: the GPU when there is one)\n"
+    "  --model NAME      the model to train (default mlp, the lesson's 784-50-10)\n"
     "  --plot FILE.png   fit: plot train/valid loss; lr_find: loss against lr (default lr_find.png)\n"
     "  --log FILE.jsonl  fit: one JSON object per epoch and phase (epoch, train, loss, accuracy, seconds)\n"
     "  --csv FILE.csv    fit: the same records as CSV, with a header line\n"
@@ -39,7 +40,7 @@ static const char usage[] =
     "  --help            this text\n";
 
 typedef struct opts {
-  const char *cmd, *data, *plot, *log, *csv, *save;
+  const char *cmd, *data, *plot, *log, *csv, *save, *model;
   int epochs, bs, threads, workers, progress;
   double lr, mom;
   unsigned long long seed;
@@ -76,7 +77,7 @@ static int parse_double(const char *flag, const char *v, double *out) {
 }
 
 static int parse(int argc, char **argv, opts *o) {
-  *o = (opts){.epochs = 1, .bs = 1024, .threads = 2, .workers = 0, .progress = 1, .lr = 0.2,
+  *o = (opts){.model = "mlp", .epochs = 1, .bs = 1024, .threads = 2, .workers = 0, .progress = 1, .lr = 0.2,
               .mom = 0.85, .seed = 42, .device = "auto"};
   if (argc < 2) return fprintf(stderr, "%s", usage), 2;
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return fputs(usage, stdout), -1;
@@ -88,7 +89,7 @@ static int parse(int argc, char **argv, opts *o) {
     if (!strcmp(f, "--help") || !strcmp(f, "-h")) return fputs(usage, stdout), -1;
     if (!strcmp(f, "--no-progress")) { o->progress = 0; continue; }
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
-                                       "--data", "--device", "--plot", "--log", "--csv", "--save"};
+                                       "--data", "--device", "--plot", "--log", "--csv", "--save", "--model"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
     if (!known) return bad(f, NULL, "unknown flag (see --help)");
@@ -122,6 +123,12 @@ static int parse(int argc, char **argv, opts *o) {
       o->plot = v;
     } else if (!strcmp(f, "--log")) o->log = v;
     else if (!strcmp(f, "--csv")) o->csv = v;
+    else if (!strcmp(f, "--model")) {
+      fl_module *m = fl_model_new(v, 0);
+      if (!m) return bad(f, v, fl_last_error());
+      fl_module_free(m);
+      o->model = v;
+    }
     else if (!strcmp(f, "--save")) {
       size_t n = strlen(v);
       if (n < 13 || strcmp(v + n - 12, ".safetensors")) return bad(f, v, "must name a .safetensors file");
@@ -202,7 +209,7 @@ int main(int argc, char **argv) {
     fl_dataset_free(train), fl_dataset_free(valid);
     return 1;
   }
-  fl_module *model = fl_get_model(o.seed, 28 * 28, 50, 10);
+  fl_module *model = fl_model_new(o.model, o.seed);
   int is_fit = !strcmp(o.cmd, "fit");
   fl_callback *cbs[8];
   int n = 0;
@@ -224,7 +231,7 @@ int main(int argc, char **argv) {
     s = fl_fit(l, o.epochs, 1, 1, NULL, 0, 0);
     if (s == FL_OK) printf("weights fnv1a %016llx\n", (unsigned long long)fl_module_hash(model));
     /* after a whole fit, or one stopped by Ctrl-C (also FL_OK): keep what was trained */
-    if (s == FL_OK && o.save && (s = fl_save_safetensors(model, o.save, "Linear(784,50)-ReLU-Linear(50,10)")) == FL_OK)
+    if (s == FL_OK && o.save && (s = fl_save_safetensors(model, o.save, o.model)) == FL_OK)
       printf("weights saved to %s\n", o.save);
   } else {
     float sug;

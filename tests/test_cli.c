@@ -208,6 +208,7 @@ static void test_bad_flags(void) {
   BAD(2, "--seed", "fit", "--seed", "-3", "--log", g_log, "--plot", g_png);
   BAD(2, "--seed", "fit", "--seed", "99999999999999999999999", "--log", g_log, "--plot", g_png);
   BAD(2, "--device", "fit", "--device", "gpu", "--log", g_log, "--plot", g_png);
+  BAD(2, "--model", "fit", "--model", "vgg", "--log", g_log, "--plot", g_png);
   BAD(2, "--plot", "fit", "--plot", "x.txt", "--log", g_log);
   BAD(2, "--plot", "lr_find", "--plot", "png", "--data", g_good);
   char missing_log[256], missing_png[256];

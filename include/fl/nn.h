@@ -64,6 +64,12 @@ fl_module *fl_sequential_new(int n, fl_module **mods);
 /* The lesson's model: Linear(784,50)-ReLU-Linear(50,10), initialised from seed, collated. */
 fl_module *fl_get_model(uint64_t seed, int in, int hidden, int out);
 
+/* Named models for 1x28x28 images and 10 classes, initialised from seed and collated: "mlp"
+ * (the lesson's 784-50-10). NULL with FL_ERR_ARG naming the known models for any other name. */
+fl_module *fl_model_new(const char *name, uint64_t seed);
+/* The known names, comma-separated ("mlp"), for messages and --help. */
+const char *fl_model_names(void);
+
 /* ---- weights in safetensors (https://github.com/huggingface/safetensors) ----
  * Tensors are named as PyTorch's state_dict names them for the same module tree (the index of a
  * child in its Sequential, then "weight"/"bias": "0.weight", "0.bias", "2.weight", "2.bias"),
