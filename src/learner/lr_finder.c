@@ -100,7 +100,7 @@ double fl_lr_steepest(const double *lrs, const double *losses, int n) {
   return lr;
 }
 
-/* Saves the weights and grads (on their device), runs the finder, puts everything back. */
+/* Saves the weights, grads and buffers (on their device), runs the finder, puts everything back. */
 fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr, int max_epochs,
                      const char *png, float *suggested, double **lrs, double **losses, int *n) {
   FL_CHECK(start_lr > 0 && max_epochs > 0, "fl_lr_find: start_lr and max_epochs must be > 0");
@@ -108,12 +108,15 @@ fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr,
   /* snapshots on the model's device: weights, grads, and which grads are none */
   fl_tensor *w = fl_tensor_new1(FL_F32, m->device, fl_numel(m->flat));
   fl_tensor *g = w ? fl_tensor_new1(FL_F32, m->device, fl_numel(m->flat_grad)) : NULL;
-  if (!g) {
-    fl_tensor_free(w);
+  /* and the buffers (BatchNorm's running statistics, which the finder's batches move) */
+  fl_tensor *bf = g && m->flat_buf ? fl_tensor_new1(FL_F32, m->device, fl_numel(m->flat_buf)) : NULL;
+  if (!g || (m->flat_buf && !bf)) {
+    fl_tensor_free(w), fl_tensor_free(g);
     return fl_error(FL_ERR_NOMEM, "lr_find: out of memory saving the model (%s)", fl_last_error());
   }
   fl_tensor_copy(w, m->flat);
   fl_tensor_copy(g, m->flat_grad);
+  if (bf) fl_tensor_copy(bf, m->flat_buf);
   int np = fl_module_parameters(m, NULL, 0);
   fl_tensor **ps = fl_xmalloc((size_t)(np ? np : 1) * sizeof *ps);
   int *none = fl_xmalloc((size_t)(np ? np : 1) * sizeof *none);
@@ -129,7 +132,8 @@ fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr,
   l->opt = saved_opt;
   fl_tensor_copy(m->flat, w);
   fl_tensor_copy(m->flat_grad, g);
-  fl_tensor_free(w), fl_tensor_free(g);
+  if (bf) fl_tensor_copy(m->flat_buf, bf);
+  fl_tensor_free(w), fl_tensor_free(g), fl_tensor_free(bf);
   for (int i = 0; i < np; i++) ps[i]->grad_none = none[i];
   free(ps), free(none);
   for (int i = 0; i < 2; i++)   /* the data order of a later fit is as if lr_find never ran */

@@ -303,30 +303,44 @@ fl_status fl__safetensors_parse_mem(const void *pv, size_t n, const char *file, 
 typedef struct named { char *name; fl_tensor *t; } named;
 typedef struct named_list { named *v; int n, cap; } named_list;
 
+static char *join(const char *prefix, const char *leaf) {
+  size_t k = strlen(prefix) + strlen(leaf) + 2;
+  char *full = fl_xmalloc(k);
+  snprintf(full, k, "%s%s%s", prefix, *prefix ? "." : "", leaf);
+  return full;
+}
+
+static void add(named_list *l, char *name, fl_tensor *t) {
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 8;
+    named *nv = fl_xmalloc((size_t)l->cap * sizeof *nv);
+    if (l->n) memcpy(nv, l->v, (size_t)l->n * sizeof *nv);
+    free(l->v);
+    l->v = nv;
+  }
+  l->v[l->n++] = (named){name, t};
+}
+
+/* PyTorch's state_dict order: a module's own parameters, then its own buffers (BatchNorm's
+ * running_mean, running_var), then each child's under its name (m->name, else its index).
+ * BatchNorm's num_batches_tracked is not written: torch's load_state_dict(strict=True) fills it
+ * in itself for a state_dict without version metadata, as a file's is (checked with Debian's
+ * torch 1.13; tests/test_models.c loads a resnet file that way). */
 static void collect(fl_module *m, const char *prefix, named_list *l) {
-  for (int i = 0; i < m->n_params + m->n_children; i++) {
-    int child = i >= m->n_params;
-    char idx[24];
-    const char *leaf = idx;
-    if (child) snprintf(idx, sizeof idx, "%d", i - m->n_params);
-    else if (m->params[i]->name) leaf = m->params[i]->name;
-    else snprintf(idx, sizeof idx, "%d", i);
-    size_t k = strlen(prefix) + strlen(leaf) + 2;
-    char *full = fl_xmalloc(k);
-    snprintf(full, k, "%s%s%s", prefix, *prefix ? "." : "", leaf);
-    if (child) {
-      collect(m->children[i - m->n_params], full, l);
-      free(full);
-      continue;
-    }
-    if (l->n == l->cap) {
-      l->cap = l->cap ? 2 * l->cap : 8;
-      named *nv = fl_xmalloc((size_t)l->cap * sizeof *nv);
-      if (l->n) memcpy(nv, l->v, (size_t)l->n * sizeof *nv);
-      free(l->v);
-      l->v = nv;
-    }
-    l->v[l->n++] = (named){full, m->params[i]};
+  char idx[24];
+  for (int i = 0; i < m->n_params; i++) {
+    if (m->params[i]->name) add(l, join(prefix, m->params[i]->name), m->params[i]);
+    else snprintf(idx, sizeof idx, "%d", i), add(l, join(prefix, idx), m->params[i]);
+  }
+  for (int i = 0; i < m->n_buffers; i++) {
+    FL_CHECK(m->buffers[i]->name, "safetensors: a buffer without a name");
+    add(l, join(prefix, m->buffers[i]->name), m->buffers[i]);
+  }
+  for (int i = 0; i < m->n_children; i++) {
+    snprintf(idx, sizeof idx, "%d", i);
+    char *full = join(prefix, m->children[i]->name ? m->children[i]->name : idx);
+    collect(m->children[i], full, l);
+    free(full);
   }
 }
 

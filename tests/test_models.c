@@ -1,0 +1,201 @@
+/* The conv modules and the named models cnn and resnet: parameter counts (the notebook's
+ * 1,228,908), buffers (collated apart from the parameters, hashed, saved), init statistics,
+ * determinism, PyTorch's state_dict names (its load_state_dict(strict=True) takes our file), and
+ * one training step against PyTorch in float64 (skips without Debian's python3-torch). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "flexlearn.h"
+#include "test.h"
+
+static char dir[] = "/tmp/fl_models_XXXXXX";
+
+static char *tmp_path(const char *name) {
+  static char buf[4][256];
+  static int k;
+  char *p = buf[k++ % 4];
+  snprintf(p, 256, "%s/%s", dir, name);
+  return p;
+}
+
+static int have_torch(void) {
+  return access("/usr/bin/python3", X_OK) == 0 &&
+         system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+}
+
+static void test_param_counts(void) {
+  fl_module *r = fl_model_new("resnet", 1), *c = fl_model_new("cnn", 1), *p = fl_model_new("mlp", 1);
+  EXPECTF(fl_module_numel(r) == 1228908, "resnet has %lld params (the notebook: 1,228,908)",
+          (long long)fl_module_numel(r));
+  /* 1*8*25+8 + 8*16*9+16 + 16*32*9+32 + 32*64*9+64 + 64*10*9+10 */
+  EXPECTF(fl_module_numel(c) == 30282, "cnn has %lld params", (long long)fl_module_numel(c));
+  EXPECT(fl_module_numel(p) == 39760);
+  /* 12 BatchNorm2d + 1 BatchNorm1d, two buffers each; none in cnn or mlp */
+  EXPECT(fl_module_buffers(r, NULL, 0) == 26);
+  EXPECT(fl_module_buffers(c, NULL, 0) == 0 && c->flat_buf == NULL);
+  EXPECT(fl_module_buffers(p, NULL, 0) == 0 && p->flat_buf == NULL);
+  /* parameters: 6 blocks x (conv w,b + bn w,b) x 2 + 6 idconv (w, b) + linear w + bn1d w, b */
+  EXPECT(fl_module_parameters(r, NULL, 0) == 6 * 8 + 6 * 2 + 3);
+  EXPECT(fl_model_new("resnet18", 1) == NULL && strstr(fl_last_error(), "mlp, cnn, resnet"));
+  EXPECT(fl_model_is_conv("cnn") && fl_model_is_conv("resnet") && !fl_model_is_conv("mlp"));
+  fl_module_free(r), fl_module_free(c), fl_module_free(p);
+}
+
+/* Buffers: their own flat tensor, 0 (mean) and 1 (var) at first, no grads, not parameters, in
+ * the hash. */
+static void test_buffers(void) {
+  fl_module *r = fl_model_new("resnet", 3);
+  int nb = fl_module_buffers(r, NULL, 0), np = fl_module_parameters(r, NULL, 0);
+  fl_tensor **b = malloc((size_t)nb * sizeof *b), **p = malloc((size_t)np * sizeof *p);
+  fl_module_buffers(r, b, nb);
+  fl_module_parameters(r, p, np);
+  int ok = r->flat_buf != NULL, in_flat = 1, zero_one = 1, no_grad = 1, disjoint = 1;
+  const float *fb = r->flat_buf->data;
+  int64_t fbn = fl_numel(r->flat_buf);
+  for (int i = 0; i < nb; i++) {
+    const float *d = b[i]->data;
+    in_flat &= d >= fb && d + fl_numel(b[i]) <= fb + fbn;
+    for (int64_t k = 0; k < fl_numel(b[i]); k++) zero_one &= d[k] == (i % 2 ? 1.0f : 0.0f);
+    no_grad &= b[i]->grad == NULL && !b[i]->requires_grad;
+    for (int j = 0; j < np; j++) disjoint &= p[j] != b[i];
+    EXPECT(!strcmp(b[i]->name, i % 2 ? "running_var" : "running_mean"));
+  }
+  EXPECT(ok && in_flat && zero_one && no_grad && disjoint);
+  uint64_t h = fl_module_hash(r);
+  ((float *)b[5]->data)[3] = 0.5f;   /* a running statistic moves: the fingerprint does too */
+  EXPECT(fl_module_hash(r) != h);
+  ((float *)b[5]->data)[3] = 1.0f;
+  EXPECT(fl_module_hash(r) == h);
+  free(b), free(p);
+  fl_module_free(r);
+}
+
+static void test_determinism(void) {
+  const char *names[2] = {"cnn", "resnet"};
+  for (int i = 0; i < 2; i++) {
+    fl_module *a = fl_model_new(names[i], 42), *b = fl_model_new(names[i], 42), *c = fl_model_new(names[i], 43);
+    EXPECT(fl_module_hash(a) == fl_module_hash(b));
+    EXPECT(fl_module_hash(a) != fl_module_hash(c));
+    fl_module_free(a), fl_module_free(b), fl_module_free(c);
+  }
+}
+
+/* Sample mean and std of a tensor's values. */
+static void stats(const fl_tensor *t, double *mean, double *sd, double *maxabs) {
+  const float *d = t->data;
+  int64_t n = fl_numel(t);
+  double s = 0, s2 = 0, mx = 0;
+  for (int64_t i = 0; i < n; i++) s += d[i], s2 += (double)d[i] * d[i], mx = fmax(mx, fabs(d[i]));
+  *mean = s / n;
+  *sd = sqrt(s2 / n - *mean * *mean);
+  *maxabs = mx;
+}
+
+/* resnet: kaiming_normal_(a=0.1) on every conv and linear weight, std sqrt(2/1.01)/sqrt(fan_in);
+ * biases PyTorch's default U(+-1/sqrt(fan_in)); BatchNorm weight 1, bias 0. cnn: PyTorch's
+ * default U(+-1/sqrt(fan_in)) everywhere. Tolerances: 4 standard errors of the estimate. */
+static void test_init_statistics(void) {
+  fl_module *r = fl_model_new("resnet", 7);
+  /* the last block's second conv: 256 x 256 x 3 x 3 = 589,824 draws */
+  fl_module *blk = r->children[5];
+  EXPECT(!strcmp(blk->ops->kind, "ResBlock") && !strcmp(blk->children[0]->name, "convs"));
+  fl_module *cv = blk->children[0]->children[1]->children[0];
+  EXPECT(!strcmp(cv->ops->kind, "Conv2d"));
+  double mean, sd, mx;
+  stats(cv->params[0], &mean, &sd, &mx);
+  double want = sqrt(2.0 / 1.01) / sqrt(256.0 * 9), n = 589824;
+  EXPECTF(fabs(sd - want) <= 4 * want / sqrt(2 * n), "conv std %.6g, want %.6g", sd, want);
+  EXPECTF(fabs(mean) <= 4 * want / sqrt(n), "conv mean %.3g", mean);
+  stats(cv->params[1], &mean, &sd, &mx);
+  EXPECT(mx <= 1 / sqrt(256.0 * 9) && mx > 0.5 / sqrt(256.0 * 9));
+  /* the linear (256 -> 10, no bias) */
+  fl_module *lin = r->children[7];
+  EXPECT(!strcmp(lin->ops->kind, "Linear") && lin->n_params == 1);
+  stats(lin->params[0], &mean, &sd, &mx);
+  want = sqrt(2.0 / 1.01) / 16;
+  EXPECTF(fabs(sd - want) <= 4 * want / sqrt(2 * 2560.0), "linear std %.6g, want %.6g", sd, want);
+  fl_module *bn = r->children[8];
+  EXPECT(!strcmp(bn->ops->kind, "BatchNorm1d"));
+  stats(bn->params[0], &mean, &sd, &mx);
+  EXPECT(mean == 1 && sd == 0);
+  stats(bn->params[1], &mean, &sd, &mx);
+  EXPECT(mean == 0 && mx == 0);
+  fl_module_free(r);
+
+  fl_module *c = fl_model_new("cnn", 7);
+  fl_module *c4 = c->children[3]->children[0];   /* Conv2d(32, 64): 18,432 draws */
+  EXPECT(!strcmp(c4->ops->kind, "Conv2d"));
+  stats(c4->params[0], &mean, &sd, &mx);
+  double bound = 1 / sqrt(32.0 * 9);
+  EXPECT(mx <= bound && mx > 0.99 * bound);
+  EXPECTF(fabs(sd - bound / sqrt(3)) <= 4 * bound / sqrt(3) / sqrt(2 * 18432.0) * 1.2, "cnn std %.6g", sd);
+  fl_module_free(c);
+}
+
+/* The module tree as PyTorch's: the names the safetensors file gets. */
+static void test_state_dict_names(void) {
+  fl_module *r = fl_model_new("resnet", 1);
+  EXPECT(r->n_children == 9);
+  EXPECT(!strcmp(r->children[0]->ops->kind, "ResBlock") && r->children[0]->n_children == 3);  /* no pool */
+  EXPECT(!strcmp(r->children[1]->children[2]->name, "pool") &&
+         !strcmp(r->children[1]->children[2]->ops->kind, "AvgPool2d"));
+  EXPECT(!strcmp(r->children[1]->children[3]->name, "act") &&
+         !strcmp(r->children[1]->children[3]->ops->kind, "GeneralRelu"));
+  EXPECT(!strcmp(r->children[1]->children[1]->name, "idconv") && r->children[1]->children[1]->n_children == 1);
+  EXPECT(!strcmp(r->children[6]->ops->kind, "Flatten"));
+  fl_module *c = fl_model_new("cnn", 1);
+  EXPECT(c->n_children == 6 && !strcmp(c->children[4]->ops->kind, "Conv2d") &&
+         !strcmp(c->children[0]->children[1]->ops->kind, "ReLU"));
+  fl_module_free(r), fl_module_free(c);
+}
+
+#ifndef FL_NO_CJSON
+/* Our file, PyTorch's model as the notebooks define it: load_state_dict(strict=True) takes it;
+ * and the file round-trips into a model of another seed (buffers included). */
+static void test_torch_loads_models(void) {
+  const char *names[2] = {"cnn", "resnet"};
+  for (int i = 0; i < 2; i++) {
+    fl_module *m = fl_model_new(names[i], 5), *o = fl_model_new(names[i], 6);
+    const char *st = tmp_path("m.safetensors");
+    if (m->flat_buf) ((float *)m->flat_buf->data)[1] = 0.25f;   /* a buffer that is not its default */
+    EXPECT(fl_save_safetensors(m, st, names[i]) == FL_OK);
+    EXPECT(fl_load_safetensors(o, st) == FL_OK && fl_module_hash(o) == fl_module_hash(m));
+    if (have_torch()) {
+      char cmd[512], line[256] = "";
+      snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/models_vs_torch.py load %s %s 2>&1", names[i], st);
+      FILE *p = popen(cmd, "r");
+      long long np = -1;
+      int nb = -1;
+      while (p && fgets(line, sizeof line, p))
+        if (sscanf(line, "ok %lld %d", &np, &nb) != 2) fprintf(stderr, "  torch: %s", line);
+      EXPECT(p && pclose(p) == 0);
+      EXPECTF(np == fl_module_numel(m) && nb == fl_module_buffers(m, NULL, 0), "%s: torch %lld params %d buffers",
+              names[i], np, nb);
+    }
+    unlink(st);
+    fl_module_free(m), fl_module_free(o);
+  }
+  if (!have_torch()) SKIP("no PyTorch at /usr/bin/python3 (apt-get install python3-torch): only the round trip ran");
+}
+#endif
+
+int main(void) {
+  fl_init(2);
+  if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
+  RUN(test_param_counts);
+  RUN(test_buffers);
+  RUN(test_determinism);
+  RUN(test_init_statistics);
+  RUN(test_state_dict_names);
+#ifndef FL_NO_CJSON
+  RUN(test_torch_loads_models);
+#endif
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+  return test_summary();
+}
