@@ -3,6 +3,7 @@
  *
  *   flexlearn fit      [flags]     train and show progress and metrics
  *   flexlearn lr_find  [flags]     the LR finder: prints the lr/loss curve, a suggestion, a plot
+ *   flexlearn summary  [--model N] the model's layers: shapes, parameters, MFLOPs (no data read)
  *
  * Exit status: 0 done, 1 a runtime failure (data, device, NaN loss...), 2 bad usage, 130
  * stopped by Ctrl-C (after the current batch, with logs and plots closed properly). Every
@@ -19,7 +20,7 @@
 #include "fl/plot.h"
 
 static const char usage[] =
-    "usage: flexlearn fit|lr_find [flags]\n"
+    "usage: flexlearn fit|lr_find|summary [flags]\n"
     "  --epochs N        epochs to train (default 1; 0 trains nothing)\n"
     "  --lr X            learning rate (default 0.2; must be > 0)\n"
     "  --bs N            batch size (default 1024; valid batches are 2*bs)\n"
@@ -30,7 +31,9 @@ static const char usage[] =
     "  --data DIR        directory with the four Fashion-MNIST IDX files, raw or .gz\n"
     "                    (default $FLEXLEARN_DATA or /usr/share/datasets/fashion-mnist)\n"
     "  --device D        cpu, cuda or auto (default auto: the GPU when there is one)\n"
-    "  --model NAME      the model to train (default mlp, the lesson's 784-50-10)\n"
+    "  --model NAME      the model to train (default mlp, the lesson's 784-50-10; cnn: 10_activations'\n"
+    "                    stride-2 CNN; resnet: 13_resnet's ResNet). cnn and resnet train on inputs\n"
+    "                    normalised as (x - 0.28) / 0.35, on the CPU (no CUDA conv kernels yet)\n"
     "  --plot FILE.png   fit: plot train/valid loss; lr_find: loss against lr (default lr_find.png)\n"
     "  --log FILE.jsonl  fit: one JSON object per epoch and phase (epoch, train, loss, accuracy, seconds)\n"
     "  --csv FILE.csv    fit: the same records as CSV, with a header line\n"
@@ -82,8 +85,8 @@ static int parse(int argc, char **argv, opts *o) {
   if (argc < 2) return fprintf(stderr, "%s", usage), 2;
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return fputs(usage, stdout), -1;
   o->cmd = argv[1];
-  if (strcmp(o->cmd, "fit") && strcmp(o->cmd, "lr_find"))
-    return bad("command", o->cmd, "unknown (expected fit or lr_find; see --help)");
+  if (strcmp(o->cmd, "fit") && strcmp(o->cmd, "lr_find") && strcmp(o->cmd, "summary"))
+    return bad("command", o->cmd, "unknown (expected fit, lr_find or summary; see --help)");
   for (int i = 2; i < argc; i++) {
     const char *f = argv[i];
     if (!strcmp(f, "--help") || !strcmp(f, "-h")) return fputs(usage, stdout), -1;
@@ -154,8 +157,13 @@ static int check_out_dir(const char *flag, const char *path) {
   return 0;
 }
 
-static int resolve_device(const char *want, fl_device *dev) {
+static int resolve_device(const char *want, const char *model, fl_device *dev) {
   if (!strcmp(want, "cpu")) return *dev = FL_CPU, 0;
+  /* The conv ops have CPU kernels only so far (remove this when the CUDA ones land). */
+  if (fl_model_is_conv(model)) {
+    if (!strcmp(want, "cuda")) return bad("--device", want, "the conv models (cnn, resnet) run on the CPU only so far");
+    return *dev = FL_CPU, 0;
+  }
   int gpu = fl_cuda_available();
   if (!strcmp(want, "cuda")) {
     if (!gpu) return bad("--device", want, fl_backend_cuda_reason()), 1;  /* the machine, not the usage */
@@ -184,12 +192,23 @@ int main(int argc, char **argv) {
   opts o;
   int r = parse(argc, argv, &o);
   if (r) return r < 0 ? 0 : r;
+  if (!strcmp(o.cmd, "summary")) {   /* the model's table: no data, no device */
+    fl_init(o.threads);
+    fl_module *m = fl_model_new(o.model, o.seed);
+    int64_t img[4] = {1, 1, 28, 28}, flat[2] = {1, 28 * 28};
+    int conv = fl_model_is_conv(o.model);
+    printf("model %s, input %s\n", o.model, conv ? "(1, 1, 28, 28)" : "(1, 784)");
+    fl_status st = fl_module_summary(m, conv ? 4 : 2, conv ? img : flat, stdout);
+    if (st != FL_OK) fprintf(stderr, "flexlearn: %s\n", fl_last_error());
+    fl_module_free(m);
+    return st == FL_OK ? 0 : 1;
+  }
   if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)) ||
       (r = check_out_dir("--save", o.save)))
     return r;
   fl_init(o.threads);
   fl_device dev = FL_CPU;
-  if ((r = resolve_device(o.device, &dev))) return r;
+  if ((r = resolve_device(o.device, o.model, &dev))) return r;
 
   fl_dataset *train = NULL, *valid = NULL;
   fl_status s = fl_fashion_mnist(o.data, &train, &valid);
@@ -211,10 +230,12 @@ int main(int argc, char **argv) {
   }
   fl_module *model = fl_model_new(o.model, o.seed);
   int is_fit = !strcmp(o.cmd, "fit");
-  fl_callback *cbs[8];
+  fl_callback *cbs[10];
   int n = 0;
   cbs[n++] = fl_device_cb_new(dev);
   cbs[n++] = fl_interrupt_cb_new();   /* Ctrl-C: stop after this batch, clean up, exit 130 */
+  /* the course's BatchTransformCB(_norm) for the conv nets, fused into the loaders' conversion */
+  if (fl_model_is_conv(o.model)) cbs[n++] = fl_normalize_cb_new(0.28f, 0.35f);
   if (is_fit) {
     fl_metric *acc = fl_multiclass_accuracy_new();
     const char *name = "accuracy";

@@ -183,6 +183,53 @@ static void test_torch_loads_models(void) {
 }
 #endif
 
+/* The loader's fused normalisation: every one of the 256 pixel values comes out as
+ * ((float)v / 255 - 0.28) / 0.35 in f32, bit for bit, inline and with worker threads; and
+ * (0, 1) gives plain v / 255 again. */
+static void test_loader_normalisation(void) {
+  enum { N = 40 };
+  fl_dataset *ds = calloc(1, sizeof *ds);
+  ds->n = N, ds->c = 1, ds->h = 28, ds->w = 28, ds->n_classes = 10, ds->device = FL_CPU;
+  ds->x = malloc((size_t)N * 784);
+  ds->y = calloc(N, sizeof *ds->y);
+  for (int i = 0; i < N * 784; i++) ds->x[i] = (uint8_t)(i * 7 % 256);
+  for (int workers = 0; workers <= 2; workers += 2) {
+    fl_dataloader_cfg cfg = {.bs = 16, .shuffle = 1, .seed = 3, .n_workers = workers, .flat = 1};
+    fl_dataloader *dl = fl_dataloader_new(ds, &cfg);
+    for (int pass = 0; pass < 3; pass++) {
+      float mean = pass == 1 ? 0.28f : 0.0f, std = pass == 1 ? 0.35f : 1.0f;
+      if (pass) EXPECT(fl_dataloader_set_norm(dl, mean, std) == FL_OK);
+      fl_dataloader_begin(dl);
+      fl_batch b;
+      int bad = 0, rows = 0;
+      while (fl_dataloader_next(dl, &b)) {
+        const float *x = b.t[0]->data;
+        for (int64_t r = 0; r < b.t[0]->shape[0]; r++) {
+          /* which source row: match its first value (row r of the dataset starts at (r*784*7)%256) */
+          for (int src = 0; src < N; src++) {
+            const uint8_t *sx = ds->x + (size_t)src * 784;
+            float want0 = (float)sx[0] / 255.0f;
+            if (pass == 1) want0 = (want0 - mean) / std;
+            if (x[r * 784] != want0 || x[r * 784 + 1] != (pass == 1 ? ((float)sx[1] / 255.0f - mean) / std : (float)sx[1] / 255.0f)) continue;
+            for (int k = 0; k < 784; k++) {
+              float v = (float)sx[k] / 255.0f;
+              if (pass == 1) v = (v - mean) / std;
+              bad += x[r * 784 + k] != v;
+            }
+            rows++;   /* rows whose first two values matched a dataset row's, normalised as asked */
+            break;
+          }
+        }
+      }
+      EXPECTF(bad == 0 && rows == N, "workers %d pass %d: %d values differ, %d rows", workers, pass, bad, rows);
+    }
+    EXPECT(fl_dataloader_set_norm(dl, 0.28f, 0.0f) == FL_ERR_ARG);
+    EXPECT(fl_dataloader_set_norm(dl, NAN, 1.0f) == FL_ERR_ARG);
+    fl_dataloader_free(dl);
+  }
+  fl_dataset_free(ds);
+}
+
 int main(void) {
   fl_init(2);
   if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
@@ -191,6 +238,7 @@ int main(void) {
   RUN(test_determinism);
   RUN(test_init_statistics);
   RUN(test_state_dict_names);
+  RUN(test_loader_normalisation);
 #ifndef FL_NO_CJSON
   RUN(test_torch_loads_models);
 #endif

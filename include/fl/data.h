@@ -117,6 +117,13 @@ fl_status fl_dataloader_follow(fl_dataloader *dl);
 uint64_t fl_dataloader_epoch(const fl_dataloader *dl);
 void fl_dataloader_set_epoch(fl_dataloader *dl, uint64_t epoch);
 int fl_dataloader_bs(const fl_dataloader *dl);
+/* Input normalisation fused into the u8 -> f32 conversion (the course's BatchTransformCB with
+ * _norm, the conv models' (x - 0.28) / 0.35): from the next epoch begun, every image value is
+ * ((float)v / 255.0f - mean) / std, computed in f32 exactly as written (the same bits as a
+ * separate pass). mean 0, std 1 turns it off. Abandons an epoch in progress (call it between
+ * epochs, then fl_dataloader_begin). FL_ERR_ARG for a non-finite mean/std or std 0, and for a
+ * loader that gathers on a GPU (not supported there yet). */
+fl_status fl_dataloader_set_norm(fl_dataloader *dl, float mean, float std);
 /* Starts an epoch: the k-th call (k = 0, 1, ...) uses permutation k when shuffling. Any epoch
  * in progress is abandoned. */
 void fl_dataloader_begin(fl_dataloader *dl);

@@ -130,6 +130,13 @@ fl_callback *fl_device_cb_new(fl_device dev);
  * checking every `every` batches (1 = each batch). Order -10 (after_loss, before others). */
 fl_callback *fl_nan_cb_new(int every);
 
+/* NormalizeCB(mean, std): the course's BatchTransformCB(_norm) for the conv models (they train on
+ * (x - 0.28) / 0.35): from before_fit every batch's images are (x - mean) / std, fused into the
+ * host loaders' u8 -> f32 conversion (fl_dataloader_set_norm); cleanup_fit puts the loaders
+ * back to x / 255. A loader that gathers on a GPU refuses it: the fit stops with FL_ERR_ARG.
+ * Order 1 (after DeviceCB). */
+fl_callback *fl_normalize_cb_new(float mean, float std);
+
 /* InterruptCB: Ctrl-C (SIGINT) during the fit stops it after the current batch: that batch
  * (and an epoch it ends) completes, the fit is cancelled at the next before_batch/before_epoch,
  * every cleanup handler runs, and fl_fit returns FL_OK; a second Ctrl-C kills the process. The

@@ -14,11 +14,14 @@
  * So the batches are bitwise the same whatever the mode or thread count.
  *
  * Host conversion: (float)v / 255.0f, a division as PyTorch's x / 255. (AVX2 vdivps, or a
- * 256-entry table of the same quotients).
+ * 256-entry table of the same quotients). With fl_dataloader_set_norm the conv models' input
+ * normalisation ((x - mean) / std, the course's BatchTransformCB(_norm)) is fused into that same
+ * pass: the same f32 operations, so the same bits as a separate pass, with no second sweep.
  */
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +46,9 @@ struct fl_dataloader {
   const int32_t *src_y;
   int32_t *perm;        /* (n) host permutation of the current epoch */
   int32_t *dperm;       /* (n) its device copy (device mode), else == perm */
-  float lut[256];       /* host mode: lut[v] = (float)v / 255.0f */
+  float lut[256];       /* host mode: lut[v] = (float)v / 255.0f, normalised when norm is set */
+  int norm;             /* fl_dataloader_set_norm: ((float)v / 255.0f - mean) / std */
+  float mean, std;
   uint64_t epoch;       /* begin() calls so far */
   int started;          /* begin() was called at least once */
 
@@ -69,7 +74,8 @@ struct fl_dataloader {
  * quotient; the table of the 256 quotients, which compilers do not vectorise, does the tail.
  * Rows are scattered through 47 MB, so a later row is prefetched while one is converted. */
 static void host_gather_u8(const float *lut, float *out, const uint8_t *src, const int32_t *idx,
-                           int B, int row, int par, const int32_t *next, int next_B) {
+                           int B, int row, int par, const int32_t *next, int next_B, int norm, float mean,
+                           float std) {
   /* par: the caller's thread may split the rows over the OpenMP pool (never from a worker) */
 #pragma omp parallel for schedule(static) if (par && (long)B * row >= (1L << 16))
   for (int b = 0; b < B; b++) {
@@ -92,24 +98,29 @@ static void host_gather_u8(const float *lut, float *out, const uint8_t *src, con
      * bits as the division for all 256 inputs (tests/test_data.c checks every one), at twice
      * the speed of vdivps. */
     const __m512 d16 = _mm512_set1_ps(255.0f), r16 = _mm512_set1_ps(1.0f / 255.0f);
+    const __m512 m16 = _mm512_set1_ps(mean), s16 = _mm512_set1_ps(std);
     for (; j + 16 <= row; j += 16) {
       __m128i v = _mm_loadu_si128((const __m128i *)(s + j));
       __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v));
       __m512 q = _mm512_mul_ps(f, r16);
       q = _mm512_fmadd_ps(_mm512_fnmadd_ps(q, d16, f), r16, q);
+      if (norm) q = _mm512_div_ps(_mm512_sub_ps(q, m16), s16);   /* (x - mean) / std, fused */
       _mm512_storeu_ps(o + j, q);
     }
 #endif
 #ifdef __AVX2__
-    const __m256 d = _mm256_set1_ps(255.0f);
+    const __m256 d = _mm256_set1_ps(255.0f), m8 = _mm256_set1_ps(mean), s8 = _mm256_set1_ps(std);
     for (; j + 8 <= row; j += 8) {
       __m128i v = _mm_loadl_epi64((const __m128i *)(s + j));
       __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-      _mm256_storeu_ps(o + j, _mm256_div_ps(f, d));
+      __m256 q = _mm256_div_ps(f, d);
+      if (norm) q = _mm256_div_ps(_mm256_sub_ps(q, m8), s8);
+      _mm256_storeu_ps(o + j, q);
     }
 #endif
     for (; j < row; j++) o[j] = lut[s[j]];
   }
+  (void)norm, (void)mean, (void)std;
 }
 
 static void host_gather_i32(int32_t *out, const int32_t *src, const int32_t *idx, int B) {
@@ -121,13 +132,14 @@ static void fill(fl_dataloader *dl, dl_slot *s, int64_t i) {
   int64_t off = i * dl->cfg.bs;
   int B = (int)(dl->n - off < dl->cfg.bs ? dl->n - off : dl->cfg.bs);
   if (dl->be) {
+    FL_CHECK(!dl->norm, "fl_dataloader: input normalisation on a device loader");   /* set_norm refuses it */
     dl->be->gather_xy(s->x->data, s->y->data, dl->src_x, dl->src_y, dl->dperm + off, B, dl->row, 255.0f);
   } else {
     /* inline (no workers): also prefetch the next batch's rows of this epoch */
     int64_t noff = off + dl->cfg.bs;
     int nB = dl->th == NULL && noff < dl->n ? (int)(dl->n - noff < dl->cfg.bs ? dl->n - noff : dl->cfg.bs) : 0;
     host_gather_u8(dl->lut, s->x->data, dl->src_x, dl->perm + off, B, dl->row, dl->th == NULL,
-                   nB ? dl->perm + noff : NULL, nB);
+                   nB ? dl->perm + noff : NULL, nB, dl->norm, dl->mean, dl->std);
     host_gather_i32(s->y->data, dl->src_y, dl->perm + off, B);
   }
   s->vx.shape[0] = B;
@@ -229,6 +241,7 @@ static void dl_free(fl_dataloader *dl) {
 }
 
 static fl_status dl_setup(fl_dataloader *dl);
+static void make_lut(fl_dataloader *dl);
 
 static fl_status dl_new(const fl_dataset *ds, const fl_dataloader_cfg *cfg, fl_dataloader **out) {
   FL_CHECK(ds != NULL && cfg != NULL && out != NULL, "fl_dataloader_new: NULL argument");
@@ -254,7 +267,8 @@ static fl_status dl_new(const fl_dataset *ds, const fl_dataloader_cfg *cfg, fl_d
   pthread_mutex_init(&dl->mu, NULL);
   pthread_cond_init(&dl->work_cv, NULL);
   pthread_cond_init(&dl->done_cv, NULL);
-  for (int v = 0; v < 256; v++) dl->lut[v] = (float)v / 255.0f;
+  dl->std = 1.0f;
+  make_lut(dl);
 
   fl_status st = dl_setup(dl);
   if (st) {
@@ -367,6 +381,38 @@ const fl_dataset *fl_dataloader_dataset(const fl_dataloader *dl) {
 int fl_dataloader_bs(const fl_dataloader *dl) {
   FL_CHECK(dl != NULL, "fl_dataloader_bs: dl is NULL");
   return dl->cfg.bs;
+}
+
+static void make_lut(fl_dataloader *dl) {
+  for (int v = 0; v < 256; v++) {
+    float x = (float)v / 255.0f;
+    dl->lut[v] = dl->norm ? (x - dl->mean) / dl->std : x;
+  }
+}
+
+fl_status fl_dataloader_set_norm(fl_dataloader *dl, float mean, float std) {
+  FL_CHECK(dl != NULL, "fl_dataloader_set_norm: dl is NULL");
+  if (!isfinite(mean) || !isfinite(std) || std == 0)
+    return fl_error(FL_ERR_ARG, "input normalisation: mean %g and std %g must be finite, std non-zero",
+                    (double)mean, (double)std);
+  int on = !(mean == 0 && std == 1);
+  if (on && dl->be)
+    return fl_error(FL_ERR_ARG, "input normalisation runs in the host loader; this loader gathers on %s",
+                    fl_device_name(dl->dev));
+  if (dl->th) {   /* the workers must not read the table while it changes: abandon the epoch */
+    pthread_mutex_lock(&dl->mu);
+    dl->active = 0;
+    while (dl->busy) pthread_cond_wait(&dl->done_cv, &dl->mu);
+    for (int i = 0; i < dl->n_slots; i++) dl->slots[i].batch = -1;
+    dl->started = 0;
+  }
+  dl->norm = on;
+  dl->mean = mean;
+  dl->std = std;
+  make_lut(dl);
+  if (dl->th) pthread_mutex_unlock(&dl->mu);
+  else dl->started = 0;
+  return FL_OK;
 }
 
 /* ---- iteration ---- */
