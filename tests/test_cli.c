@@ -174,6 +174,7 @@ static void expect_bad(int want_rc, const char *needle, const char *const *args)
 #define BAD(rc, needle, ...) expect_bad(rc, needle, (const char *const[]){__VA_ARGS__, NULL})
 
 static char g_good[192];
+static char g_conv[192];
 
 static void test_help(void) {
   EXPECT(CLI("--help") == 0);
@@ -492,6 +493,31 @@ static void test_lr_find_run(void) {
   unlink(png);
 }
 
+/* The conv models (issue 7): summary ends with the parameter count (the notebook's 1,228,908 for
+ * resnet); one epoch of resnet on a tiny synthetic directory gives the lesson's lines and the same
+ * weights hash at 1 and 2 threads; the conv models refuse --device cuda (CPU kernels only). */
+static void test_conv_models(void) {
+  int rc = CLI("summary", "--model", "resnet");
+  const char *last = strstr(g_out, "total params: ");
+  EXPECTF(rc == 0 && last && !strcmp(last, "total params: 1228908\n") && strstr(g_out, "ResBlock ") &&
+              strstr(g_out, "BatchNorm1d "), "rc %d: %s%s", rc, g_out, g_err);
+  rc = CLI("summary", "--model", "cnn");
+  last = strstr(g_out, "total params: ");
+  EXPECTF(rc == 0 && last && !strcmp(last, "total params: 30282\n"), "rc %d: %s%s", rc, g_out, g_err);
+  rc = CLI("fit", "--model", "cnn", "--device", "cuda", "--data", g_conv);
+  EXPECTF(rc == 2 && one_line_naming(g_err, "--device cuda"), "rc %d: %s", rc, g_err);
+  char out1[4096];
+  rc = CLI("fit", "--model", "resnet", "--data", g_conv, "--epochs", "1", "--bs", "16", "--no-progress", "--device",
+           "cpu", "--seed", "7", "--threads", "1", "--lr", "0.05");
+  EXPECTF(rc == 0 && g_err[0] == 0, "rc %d: %s", rc, g_err);
+  EXPECTF(count_lines(g_out) == 3 && lesson_line(g_out, 0, 1) && strstr(g_out, "weights fnv1a "), "%s", g_out);
+  memcpy(out1, g_out, sizeof out1 - 1);
+  out1[sizeof out1 - 1] = 0;
+  rc = CLI("fit", "--model", "resnet", "--data", g_conv, "--epochs", "1", "--bs", "16", "--no-progress", "--device",
+           "cpu", "--seed", "7", "--threads", "2", "--lr", "0.05");
+  EXPECTF(rc == 0 && !strcmp(g_out, out1), "threads 1:\n%sthreads 2:\n%s%s", out1, g_out, g_err);
+}
+
 int main(void) {
   g_cli = getenv("FLEXLEARN_CLI");
   if (!g_cli || !*g_cli) g_cli = "build/flexlearn";
@@ -504,11 +530,13 @@ int main(void) {
   path_in(g_log, sizeof g_log, "x.jsonl");
   path_in(g_png, sizeof g_png, "x.png");
   path_in(g_good, sizeof g_good, "good");
+  path_in(g_conv, sizeof g_conv, "conv");
   make_data("good", 256, 64, 28, 10, 256, 0);
   make_data("trunc", 256, 64, 28, 10, 256, 1000);
   make_data("mism", 256, 64, 28, 10, 255, 0);
   make_data("small", 64, 16, 5, 10, 64, 0);
   make_data("badlab", 64, 16, 28, 12, 64, 0);
+  make_data("conv", 48, 24, 28, 10, 48, 0);
   RUN(test_help);
   RUN(test_bad_flags);
   RUN(test_bad_data);
@@ -517,8 +545,9 @@ int main(void) {
   RUN(test_lr_find_run);
   RUN(test_killed_run_keeps_log);
   RUN(test_sigint_run);
-  static const char *subs[5] = {"good", "trunc", "mism", "small", "badlab"};
-  for (int i = 0; i < 5; i++) rm_data(subs[i]);
+  RUN(test_conv_models);
+  static const char *subs[6] = {"good", "trunc", "mism", "small", "badlab", "conv"};
+  for (int i = 0; i < 6; i++) rm_data(subs[i]);
   unlink(g_log), unlink(g_png);
   if (rmdir(g_dir) != 0) fprintf(stderr, "test_cli: %s not empty: %s\n", g_dir, strerror(errno));
   return test_summary();

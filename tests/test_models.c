@@ -230,6 +230,131 @@ static void test_loader_normalisation(void) {
   fl_dataset_free(ds);
 }
 
+/* Largest |a - b| over the largest |b| (a normwise relative error: elementwise ones blow up on
+ * the entries that are ~0). */
+static double rel_err(const float *a, const double *b, int64_t n) {
+  double e = 0, m = 0;
+  for (int64_t i = 0; i < n; i++) e = fmax(e, fabs(a[i] - b[i])), m = fmax(m, fabs(b[i]));
+  return m > 0 ? e / m : e;
+}
+
+/* One training step (forward + backward, BatchNorm in training mode) of our model and of
+ * PyTorch's, loaded from our file and run in float64: the loss, every gradient and every
+ * running statistic after the step. Tolerance: 1e-5 normwise relative (our f32 against the f64
+ * reference). */
+static void step_vs_torch(const char *name) {
+  if (!have_torch()) SKIP("no PyTorch at /usr/bin/python3 (apt-get install python3-torch)");
+  enum { N = 8 };
+  fl_module *m = fl_model_new(name, 11);
+  const char *st = tmp_path("step.safetensors"), *xs = tmp_path("x.bin"), *ys = tmp_path("y.bin"),
+             *outp = tmp_path("ref.bin");
+  EXPECT(fl_save_safetensors(m, st, name) == FL_OK);
+  static float x[N * 784];
+  int32_t y[N];
+  fl_rng r = fl_rng_make(9, FL_STREAM_USER);
+  for (int i = 0; i < N * 784; i++) x[i] = ((float)fl_rng_below(&r, 256) / 255.0f - 0.28f) / 0.35f;
+  for (int i = 0; i < N; i++) y[i] = (i * 3) % 10;
+  FILE *f = fopen(xs, "wb");
+  fwrite(x, sizeof x, 1, f), fclose(f);
+  f = fopen(ys, "wb");
+  fwrite(y, sizeof y, 1, f), fclose(f);
+
+  fl_graph *g = fl_graph_new();
+  int64_t xsh[4] = {N, 1, 28, 28}, ysh[1] = {N};
+  fl_tensor *xt = fl_tensor_from_data(FL_F32, FL_CPU, 4, xsh, x), *yt = fl_tensor_from_data(FL_I32, FL_CPU, 1, ysh, y);
+  fl_tensor *loss = fl_cross_entropy(g, fl_module_forward(m, g, xt), yt);
+  EXPECT(fl_backward(g, loss) == FL_OK);
+  double our_loss = fl_tensor_item(loss);
+
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/models_vs_torch.py step %s %s %s %s %s", name, st, xs, ys, outp);
+  FILE *p = popen(cmd, "r");
+  double ref_loss = NAN;
+  EXPECT(p && fscanf(p, "%lf", &ref_loss) == 1);
+  EXPECT(p && pclose(p) == 0);
+  double le = fabs(our_loss - ref_loss) / fabs(ref_loss);
+  printf("  %s: loss %.9g (torch f64 %.9g, rel err %.2g)\n", name, our_loss, ref_loss, le);
+  EXPECTF(le <= 1e-5, "%s: loss rel err %g", name, le);
+
+  int np = fl_module_parameters(m, NULL, 0), nb = fl_module_buffers(m, NULL, 0);
+  fl_tensor **ps = malloc((size_t)(np + nb) * sizeof *ps);
+  fl_module_parameters(m, ps, np);
+  fl_module_buffers(m, ps + np, nb);
+  int64_t total = 0;
+  for (int i = 0; i < np + nb; i++) total += fl_numel(ps[i]);
+  double *ref = malloc((size_t)total * sizeof *ref);
+  f = fopen(outp, "rb");
+  EXPECT(f && fread(ref, sizeof *ref, (size_t)total, f) == (size_t)total && fgetc(f) == EOF);
+  if (f) fclose(f);
+  double worst_g = 0, worst_b = 0;
+  int64_t off = 0;
+  for (int i = 0; i < np + nb; i++) {
+    fl_tensor *t = i < np ? ps[i]->grad : ps[i];
+    double e = rel_err(t->data, ref + off, fl_numel(t));
+    if (i < np) worst_g = fmax(worst_g, e);
+    else worst_b = fmax(worst_b, e);
+    EXPECTF(e <= 1e-5, "%s: %s %d (%lld values): rel err %g", name, i < np ? "gradient of parameter" : "buffer",
+            i < np ? i : i - np, (long long)fl_numel(t), e);
+    off += fl_numel(t);
+  }
+  printf("  %s: %d gradients, worst rel err %.2g; %d running stats after the step, worst %.2g\n", name, np, worst_g,
+         nb, worst_b);
+  free(ref), free(ps);
+  fl_tensor_free(xt), fl_tensor_free(yt);
+  fl_graph_free(g);
+  fl_module_free(m);
+  unlink(st), unlink(xs), unlink(ys), unlink(outp);
+}
+static void test_resnet_step_vs_torch(void) { step_vs_torch("resnet"); }
+static void test_cnn_step_vs_torch(void) { step_vs_torch("cnn"); }
+
+/* summary: one row per top-level layer, the totals, and nothing about the model changed. */
+static void test_model_summary(void) {
+  fl_module *r = fl_model_new("resnet", 2);
+  uint64_t h = fl_module_hash(r);
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  int64_t in[2] = {3, 784};   /* flat images: viewed as (3, 1, 28, 28) */
+  EXPECT(fl_module_summary(r, 2, in, f) == FL_OK);
+  fclose(f);
+  EXPECTF(strstr(buf, "ResBlock       (3, 1, 28, 28)       (3, 8, 28, 28)") &&
+              strstr(buf, "Linear         (3, 256)             (3, 10)                    2560") &&
+              strstr(buf, "\ntotal params: 1228908\n") && strstr(buf, "total MFLOPs: "),
+          "%s", buf);
+  int rows = 0;
+  for (char *q = buf; (q = strchr(q, '\n')); q++) rows++;
+  EXPECTF(rows == 1 + 9 + 2, "%d lines:\n%s", rows, buf);
+  EXPECT(fl_module_hash(r) == h && r->training == 1 && r->children[8]->training == 1);
+  free(buf);
+  fl_module_free(r);
+}
+
+/* Dropout: a new mask each training forward (the counter advances), the identity in eval. */
+static void test_dropout_module(void) {
+  fl_module *d = fl_dropout_new(0.5f, 1);
+  fl_graph *g = fl_graph_new();
+  int64_t s[2] = {4, 64};
+  fl_tensor *x = fl_tensor_new(FL_F32, FL_CPU, 2, s);
+  fl_tensor_fill(x, 1.0f);
+  float a[256], b[256];
+  fl_tensor_to_host(fl_module_forward(d, g, x), a);
+  fl_tensor_to_host(fl_module_forward(d, g, x), b);
+  int zeros = 0, differ = 0, scaled = 1;
+  for (int i = 0; i < 256; i++) {
+    zeros += a[i] == 0;
+    differ += a[i] != b[i];
+    scaled &= a[i] == 0 || a[i] == 2.0f;
+  }
+  EXPECTF(zeros > 90 && zeros < 166 && differ > 0 && scaled, "zeros %d, differ %d", zeros, differ);
+  EXPECT(fl_dropout_counter(d) == 2);
+  fl_module_train(d, 0);
+  EXPECT(fl_module_forward(d, g, x) == x && fl_dropout_counter(d) == 2);
+  fl_tensor_free(x);
+  fl_graph_free(g);
+  fl_module_free(d);
+}
+
 int main(void) {
   fl_init(2);
   if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
@@ -241,7 +366,11 @@ int main(void) {
   RUN(test_loader_normalisation);
 #ifndef FL_NO_CJSON
   RUN(test_torch_loads_models);
+  RUN(test_resnet_step_vs_torch);
+  RUN(test_cnn_step_vs_torch);
 #endif
+  RUN(test_model_summary);
+  RUN(test_dropout_module);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
