@@ -372,6 +372,68 @@ static void test_dropout_module(void) {
   fl_module_free(d);
 }
 
+/* lr_find trains on a few batches and then puts the model back: with BatchNorm that includes the
+ * running statistics (the buffers), so the hash after is the hash before. */
+static void test_lr_find_restores_buffers(void) {
+  enum { N = 64 };
+  fl_dataset *ds[2];
+  for (int k = 0; k < 2; k++) {
+    ds[k] = calloc(1, sizeof *ds[k]);
+    ds[k]->n = N, ds[k]->c = 1, ds[k]->h = 28, ds[k]->w = 28, ds[k]->n_classes = 10, ds[k]->device = FL_CPU;
+    ds[k]->x = malloc((size_t)N * 784);
+    ds[k]->y = malloc(N * sizeof *ds[k]->y);
+    fl_rng r = fl_rng_make(4 + k, FL_STREAM_USER);
+    for (int i = 0; i < N * 784; i++) ds[k]->x[i] = (uint8_t)fl_rng_below(&r, 256);
+    for (int i = 0; i < N; i++) ds[k]->y[i] = i % 10;
+  }
+  fl_dataloaders dls;
+  EXPECT(fl_get_dls(&dls, ds[0], ds[1], 16, 1, 0, 1) == FL_OK);
+  fl_module *m = fl_model_new("resnet", 1);
+  uint64_t h = fl_module_hash(m);
+  fl_callback *cbs[2] = {fl_device_cb_new(FL_CPU), fl_normalize_cb_new(0.28f, 0.35f)};
+  fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, 0.1f, cbs, 2, fl_sgd_new, &fl_train_ops);
+  float sug = 0;
+  EXPECT(fl_lr_find(l, 3.0f, 3.0f, 1e-3f, 1, NULL, &sug, NULL, NULL, NULL) == FL_OK);
+  EXPECTF(fl_module_hash(m) == h, "lr_find left the model changed");
+  /* and a plain fit does move the running statistics */
+  EXPECT(fl_fit(l, 1, 1, 0, NULL, 0, 0) == FL_OK);
+  float rv[8];
+  fl_tensor *bufs[2];
+  fl_module_buffers(m, bufs, 2);
+  fl_tensor_to_host(bufs[1], rv);
+  EXPECT(rv[0] != 1.0f && fl_module_hash(m) != h);
+  fl_learner_free(l);
+  fl_module_free(m);
+  fl_dataloaders_free(&dls);
+  fl_dataset_free(ds[0]), fl_dataset_free(ds[1]);
+}
+
+/* A process that sees many batch sizes (every partial last batch, summary, predict) keeps
+ * working: the conv primitive caches start over when full instead of aborting; results stay the
+ * same bits as a fresh run of that size. */
+static void test_many_batch_sizes(void) {
+  fl_module *m = fl_model_new("cnn", 1);
+  fl_graph *g = fl_graph_new();
+  static float x[70 * 784];
+  for (int i = 0; i < 70 * 784; i++) x[i] = (float)((i * 37) % 256) / 255.0f;
+  float first[10] = {0}, again[10] = {0};
+  for (int rep = 0; rep < 2; rep++)
+    for (int n = 1; n <= 70; n++) {   /* 70 sizes x (5 fwd + 5 bwd-data + 5 weight-grad) shapes */
+      int64_t s[2] = {n, 784};
+      fl_tensor *xt = fl_tensor_from_data(FL_F32, FL_CPU, 2, s, x);
+      fl_tensor_zero(m->flat_grad);
+      fl_tensor *y = fl_module_forward(m, g, xt);
+      fl_tensor *loss = fl_mean(g, y);
+      EXPECT(loss && fl_backward(g, loss) == FL_OK);
+      if (n == 3) fl_tensor_to_host(m->children[4]->params[1]->grad, rep ? again : first);   /* the last conv's bias */
+      fl_graph_reset(g);
+      fl_tensor_free(xt);
+    }
+  EXPECT(!memcmp(first, again, sizeof first) && first[0] != 0);
+  fl_graph_free(g);
+  fl_module_free(m);
+}
+
 int main(void) {
   fl_init(2);
   if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
@@ -388,6 +450,8 @@ int main(void) {
 #endif
   RUN(test_model_summary);
   RUN(test_dropout_module);
+  RUN(test_lr_find_restores_buffers);
+  RUN(test_many_batch_sizes);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
