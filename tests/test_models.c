@@ -434,6 +434,43 @@ static void test_many_batch_sizes(void) {
   fl_module_free(m);
 }
 
+/* The small modules pass their settings to the ops: GlobalAvgPool is the mean over H, W;
+ * GeneralRelu(0.1, 0.4, 2) is leaky, shifted and clamped; Flatten and AvgPool2d(2, ceil) shapes. */
+static void test_small_modules(void) {
+  fl_graph *g = fl_graph_new();
+  fl_graph_set_grad(g, 0);
+  int64_t s[4] = {2, 3, 5, 5};
+  float x[150];
+  for (int i = 0; i < 150; i++) x[i] = (float)(i % 7) - 3.0f;
+  fl_tensor *xt = fl_tensor_from_data(FL_F32, FL_CPU, 4, s, x);
+  fl_module *gap = fl_global_avg_pool_new(), *gr = fl_general_relu_new(0.1f, 0.4f, 2.0f), *fl = fl_flatten_new(),
+            *pool = fl_avg_pool2d_new(2, 1);
+  fl_tensor *y = fl_module_forward(gap, g, xt);
+  float m[6];
+  EXPECT(y->ndim == 2 && y->shape[0] == 2 && y->shape[1] == 3);
+  fl_tensor_to_host(y, m);
+  for (int c = 0; c < 6; c++) {
+    double want = 0;
+    for (int k = 0; k < 25; k++) want += x[c * 25 + k];
+    EXPECT_NEAR(m[c], want / 25, 1e-6);
+  }
+  float r[150];
+  fl_tensor_to_host(fl_module_forward(gr, g, xt), r);
+  int ok = 1;
+  for (int i = 0; i < 150; i++) {
+    float want = (x[i] >= 0 ? x[i] : 0.1f * x[i]) - 0.4f;
+    ok &= fabsf(r[i] - (want > 2.0f ? 2.0f : want)) <= 1e-6f;
+  }
+  EXPECT(ok);
+  y = fl_module_forward(pool, g, xt);
+  EXPECT(y->ndim == 4 && y->shape[2] == 3 && y->shape[3] == 3);   /* ceil(5 / 2) */
+  y = fl_module_forward(fl, g, xt);
+  EXPECT(y->ndim == 2 && y->shape[1] == 75);
+  fl_module_free(gap), fl_module_free(gr), fl_module_free(fl), fl_module_free(pool);
+  fl_tensor_free(xt);
+  fl_graph_free(g);
+}
+
 int main(void) {
   fl_init(2);
   if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
@@ -452,6 +489,7 @@ int main(void) {
   RUN(test_dropout_module);
   RUN(test_lr_find_restores_buffers);
   RUN(test_many_batch_sizes);
+  RUN(test_small_modules);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
