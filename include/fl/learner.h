@@ -178,6 +178,27 @@ fl_callback *fl_csv_cb_new(const char *path);
  * chart (with bars) and `png` (may be NULL) with train and valid loss written after fit. Order 1. */
 fl_callback *fl_progress_cb_new(int plot, const char *png, FILE *out, int bars);
 
+/* BaseSchedCB (12_accel_sgd) with a schedule that is a pure function of the step index
+ * (fl_schedule): the schedule's values are written into every group of learn->opt (lr, and
+ * beta1 or mom when it cycles momentum), in training only.
+ * BatchSchedCB: before each training batch, the values of step opt->n_steps, the optimiser's
+ * count of steps taken, so step k uses the schedule's value k: exactly the lr sequence of
+ * torch's scheduler stepped after each batch (BatchSchedCB's after_batch), and resuming with a
+ * restored n_steps continues the schedule where it stopped. Also in before_fit, so the
+ * optimiser shows the first step's values from the start.
+ * EpochSchedCB: before each training epoch, the values of index learn->epoch (torch's
+ * scheduler stepped after each training epoch).
+ * Past the schedule's end the last values are kept, and one line says so on stderr (once per
+ * callback). Order 0. */
+typedef struct fl_sched_cb {
+  fl_callback cb;
+  fl_schedule sched;
+  int per_batch;                /* 1: BatchSchedCB, 0: EpochSchedCB */
+  int warned;                   /* the past-the-end line was printed */
+} fl_sched_cb;
+fl_callback *fl_batch_sched_cb_new(const fl_schedule *sched);
+fl_callback *fl_epoch_sched_cb_new(const fl_schedule *sched);
+
 /* LRFinderCB. The lesson's first version: lr *= lr_mult after each training batch, stops when
  * loss > 3 x min. The second: an ExponentialLR(gamma) scheduler, stops when the loss is NaN or
  * > max_mult x min. Both cancel validation epochs and plot loss against lr (log x) into png. */

@@ -18,6 +18,25 @@ extern "C" {
 
 typedef enum fl_binop { FL_OP_ADD = 0, FL_OP_SUB = 1, FL_OP_MUL = 2 } fl_binop;
 
+/* The scalars of one Adam / AdamW step, computed on the host in double (as torch does in
+ * Python) and rounded to float (as torch hands Python scalars to float kernels). */
+typedef struct fl_adam_hyper {
+  float wd;             /* Adam's coupled L2: g += wd * p (0 for AdamW) */
+  float decay;          /* AdamW's decoupled decay: p *= decay = 1 - lr * wd (1 for Adam) */
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float bc2_sqrt;       /* sqrt(1 - beta2^t) */
+  float eps;
+  float neg_step_size;  /* -lr / (1 - beta1^t) */
+} fl_adam_hyper;
+
+/* The scalars of one SGD-with-momentum step (torch.optim.SGD's rule). */
+typedef struct fl_sgd_hyper {
+  float lr, wd, mom;
+  float one_minus_dampening;
+  int nesterov;
+  int first;            /* 1: the buffer is set to the gradient (torch's first step) */
+} fl_sgd_hyper;
+
 typedef struct fl_backend {
   const char *name;
   /* ---- memory ---- */
@@ -77,6 +96,16 @@ typedef struct fl_backend {
   void (*sgd_step)(float *p, const float *g, float lr, float wd, size_t n);
   /* x *= s */
   void (*scale)(float *x, float s, size_t n);
+  /* Adam / AdamW over n elements, in this order, each value rounded to float:
+   *   g' = g + wd * p;  p = p * decay;
+   *   m = m * beta1 + one_minus_beta1 * g';  v = v * beta2 + (one_minus_beta2 * g') * g';
+   *   p = p + neg_step_size * (m / (sqrt(v) / bc2_sqrt + eps))
+   * (m: exp_avg, v: exp_avg_sq, same layout as p). */
+  void (*adam_step)(float *p, const float *g, float *m, float *v, const fl_adam_hyper *h, size_t n);
+  /* SGD with momentum (torch.optim.SGD) over n elements:
+   *   d = g + wd * p;  buf = first ? d : buf * mom + one_minus_dampening * d;
+   *   d = nesterov ? d + mom * buf : buf;  p = p - lr * d */
+  void (*sgd_mom_step)(float *p, const float *g, float *buf, const fl_sgd_hyper *h, size_t n);
 
   /* ---- metrics, accumulated on the device (read back once per epoch) ---- */
   /* acc[0] += count of rows where argmax(x[row]) == t[row]; acc[1] += M */
@@ -115,7 +144,7 @@ const fl_backend *fl_backend_for(fl_device d);
  * `abi` stays the first field forever; the core refuses a plugin whose abi or sizes differ
  * from its own. Bump FL_CUDA_PLUGIN_ABI whenever fl_backend's or fl_cuda_plugin's layout or
  * meaning changes. */
-#define FL_CUDA_PLUGIN_ABI 1
+#define FL_CUDA_PLUGIN_ABI 2
 #define FL_CUDA_PLUGIN_ENTRY "fl__cuda_plugin"
 #define FL_CUDA_PLUGIN_NAME "libflexlearn_cuda.so"
 
