@@ -24,6 +24,11 @@ static const char usage[] =
     "  --lr X            learning rate (default 0.2; must be > 0)\n"
     "  --bs N            batch size (default 1024; valid batches are 2*bs)\n"
     "  --mom M           use MomentumLearner with momentum M in [0, 1) (default: plain SGD)\n"
+    "  --opt NAME        optimiser: sgd (default) or adamw (torch's AdamW: betas 0.9, 0.999, eps 1e-8)\n"
+    "  --sched NAME      fit's lr schedule: none (default) or onecycle (torch's OneCycleLR over every\n"
+    "                    batch of the fit, stepped per batch: --lr is the peak, warm-up 30 %, cosine,\n"
+    "                    from lr/25 down to lr/25e4; cycles adamw's beta1 or sgd's momentum 0.95-0.85)\n"
+    "  --wd X            weight decay >= 0 (default 0 for sgd, 0.01 for adamw; decoupled in adamw)\n"
     "  --seed N          seed for init and shuffling (default 42)\n"
     "  --threads N       CPU threads (default 2)\n"
     "  --workers N       data loader threads (default 0: batches are built by the training threads)\n"
@@ -41,6 +46,8 @@ static const char usage[] =
 
 typedef struct opts {
   const char *cmd, *data, *plot, *log, *csv, *save, *model;
+  const char *opt, *sched;
+  double wd;                    /* < 0: the optimiser's default */
   int epochs, bs, threads, workers, progress;
   double lr, mom;
   unsigned long long seed;
@@ -78,7 +85,7 @@ static int parse_double(const char *flag, const char *v, double *out) {
 
 static int parse(int argc, char **argv, opts *o) {
   *o = (opts){.model = "mlp", .epochs = 1, .bs = 1024, .threads = 2, .workers = 0, .progress = 1, .lr = 0.2,
-              .mom = 0.85, .seed = 42, .device = "auto"};
+              .mom = 0.85, .seed = 42, .device = "auto", .opt = "sgd", .sched = "none", .wd = -1};
   if (argc < 2) return fprintf(stderr, "%s", usage), 2;
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return fputs(usage, stdout), -1;
   o->cmd = argv[1];
@@ -89,7 +96,8 @@ static int parse(int argc, char **argv, opts *o) {
     if (!strcmp(f, "--help") || !strcmp(f, "-h")) return fputs(usage, stdout), -1;
     if (!strcmp(f, "--no-progress")) { o->progress = 0; continue; }
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
-                                       "--data", "--device", "--plot", "--log", "--csv", "--save", "--model"};
+                                       "--data", "--device", "--plot", "--log", "--csv", "--save", "--model",
+                                       "--opt", "--sched", "--wd"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
     if (!known) return bad(f, NULL, "unknown flag (see --help)");
@@ -113,6 +121,15 @@ static int parse(int argc, char **argv, opts *o) {
       if ((r = parse_double(f, v, &o->mom))) return r;
       if (o->mom < 0 || o->mom >= 1) return bad(f, v, "must be in [0, 1)");
       o->use_mom = 1;
+    } else if (!strcmp(f, "--opt")) {
+      if (strcmp(v, "sgd") && strcmp(v, "adamw")) return bad(f, v, "unknown optimiser (must be sgd or adamw)");
+      o->opt = v;
+    } else if (!strcmp(f, "--sched")) {
+      if (strcmp(v, "none") && strcmp(v, "onecycle")) return bad(f, v, "unknown schedule (must be none or onecycle)");
+      o->sched = v;
+    } else if (!strcmp(f, "--wd")) {
+      if ((r = parse_double(f, v, &o->wd))) return r;
+      if (o->wd < 0) return bad(f, v, "must be >= 0");
     } else if (!strcmp(f, "--device")) {
       if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) return bad(f, v, "must be cpu, cuda or auto");
       o->device = v;
@@ -139,7 +156,21 @@ static int parse(int argc, char **argv, opts *o) {
     }
     if (r) return r;
   }
+  if (strcmp(o->cmd, "fit") && strcmp(o->sched, "none")) return bad("--sched", o->sched, "applies to fit only");
   return 0;
+}
+
+/* The Learner's opt_func: the chosen optimiser with --wd (the only way to hand it a setting). */
+static double g_wd = -1;
+static fl_optimizer *sgd_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_sgd_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
+}
+static fl_optimizer *adamw_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_adamw_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
 }
 
 /* The directory a new file would go into must exist (checked before any work is done). */
@@ -211,7 +242,7 @@ int main(int argc, char **argv) {
   }
   fl_module *model = fl_model_new(o.model, o.seed);
   int is_fit = !strcmp(o.cmd, "fit");
-  fl_callback *cbs[8];
+  fl_callback *cbs[12];
   int n = 0;
   cbs[n++] = fl_device_cb_new(dev);
   cbs[n++] = fl_interrupt_cb_new();   /* Ctrl-C: stop after this batch, clean up, exit 130 */
@@ -225,8 +256,16 @@ int main(int argc, char **argv) {
     if (o.log) cbs[n++] = fl_jsonl_cb_new(o.log);
     if (o.csv) cbs[n++] = fl_csv_cb_new(o.csv);
   }
-  fl_learner *l = o.use_mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, fl_sgd_new, (float)o.mom)
-                            : fl_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, fl_sgd_new, &fl_train_ops);
+  g_wd = o.wd;
+  fl_opt_fn opt_fn = !strcmp(o.opt, "adamw") ? adamw_with_wd : sgd_with_wd;
+  /* --sched onecycle: OneCycleLR over every training batch of the fit, --lr its peak */
+  fl_schedule sched = {0};
+  if (is_fit && !strcmp(o.sched, "onecycle") && o.epochs > 0 && fl_dataloader_len(dls.train) > 0) {
+    sched = fl_onecycle(o.lr, (int64_t)o.epochs * fl_dataloader_len(dls.train));
+    cbs[n++] = fl_batch_sched_cb_new(&sched);
+  }
+  fl_learner *l = o.use_mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, opt_fn, (float)o.mom)
+                            : fl_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, opt_fn, &fl_train_ops);
   if (is_fit) {
     s = fl_fit(l, o.epochs, 1, 1, NULL, 0, 0);
     if (s == FL_OK) printf("weights fnv1a %016llx\n", (unsigned long long)fl_module_hash(model));
