@@ -458,6 +458,34 @@ static void test_learner_onecycle(void) {
   fl_init(2);
 }
 
+/* EpochSchedCB(CosineAnnealingLR(T_max 3)) over 3 epochs of 6 batches: every step of epoch e
+ * uses the schedule's value e; SGD (no betas, and cosine cycles no momentum) keeps mom 0. */
+static void test_epoch_sched_cb(void) {
+  static rec_lr r;
+  fl_dataset *tr = fx_dataset(96, 4, 1), *va = fx_dataset(32, 4, 2);
+  fl_dataloaders dls;
+  EXPECT(fl_get_dls(&dls, tr, va, 16, 5, 0, 1) == FL_OK);
+  fl_module *m = fl_get_model(9, 4, 8, 4);
+  fl_schedule s = fl_cosine(0.1, 3, 0.0);
+  fl_callback *cbs[2] = {fl_train_cb_new(1), fl_epoch_sched_cb_new(&s)};
+  r.cb = (fl_callback){.name = "rec", .order = 5};
+  r.cb.on[FL_STEP] = rec_step;
+  r.n = 0;
+  fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, 0.1f, cbs, 2, fl_sgd_new, NULL);
+  EXPECT(fl_fit(l, 3, 1, 1, (fl_callback *[]){&r.cb}, 1, 0) == FL_OK);
+  EXPECT(r.n == 18 && l->opt->groups[0].mom == 0 && l->opt->n_bufs == 0);
+  for (int i = 0; i < r.n; i++) {
+    double lr, mom;
+    fl_schedule_at(&s, i / 6, &lr, &mom);
+    EXPECTF(r.lr[i] == (float)lr, "step %d: lr %g, want %g", i, r.lr[i], lr);
+  }
+  EXPECT(r.lr[0] == 0.1f && r.lr[6] == (float)(0.1 * (1 + cos(M_PI / 3)) / 2));
+  fl_learner_free(l);
+  fl_module_free(m);
+  fl_dataloaders_free(&dls);
+  fl_dataset_free(tr), fl_dataset_free(va);
+}
+
 int main(void) {
   fl_init(2);
   if (!mkdtemp(g_dir)) return perror("mkdtemp"), 2;
@@ -471,6 +499,7 @@ int main(void) {
   RUN(test_cosine_vs_torch);
   RUN(test_schedule_past_end);
   RUN(test_learner_onecycle);
+  RUN(test_epoch_sched_cb);
   rmdir(g_dir);
   return test_summary();
 }

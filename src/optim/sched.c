@@ -42,7 +42,9 @@ static void onecycle_at(const fl_schedule *s, double step_num, double *lr, doubl
   double start_step = 0;
   for (int i = 0; i < n; i++) {
     if (step_num <= ph[i].end_step || i == n - 1) {
-      double pct = (step_num - start_step) / (ph[i].end_step - start_step);
+      /* a phase of no length (torch divides by zero there) gives its end values */
+      double len = ph[i].end_step - start_step;
+      double pct = len != 0 ? (step_num - start_step) / len : 1.0;
       *lr = anneal(s->anneal_linear, ph[i].start_lr, ph[i].end_lr, pct);
       *mom = s->cycle_momentum ? anneal(s->anneal_linear, ph[i].start_mom, ph[i].end_mom, pct) : NAN;
       return;
