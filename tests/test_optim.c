@@ -13,6 +13,9 @@
  * Without torch: the flat (one kernel) and per-parameter paths give the same bits; padding
  * stays zero; 1 and 2 threads and two runs give the same weights hash; past the end keeps the
  * last values with one line on stderr. */
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "flexlearn.h"
@@ -24,6 +27,45 @@ static int have_torch(void) {
   if (h < 0)
     h = access("/usr/bin/python3", X_OK) == 0 && system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
   return h;
+}
+
+/* One Python process for every case (importing torch takes seconds): tools/optim_vs_torch.py
+ * serve, fed a command a line, answering "ok" or "error: ..." to each. */
+static FILE *g_py_in, *g_py_out;
+static pid_t g_py_pid;
+
+static int torch_cmd(const char *fmt, ...) {
+  if (!g_py_pid) {
+    signal(SIGPIPE, SIG_IGN);   /* a Python that died: a failed write, not a killed test */
+    int to[2], from[2];
+    if (pipe(to) || pipe(from)) return -1;
+    g_py_pid = fork();
+    if (g_py_pid == 0) {
+      dup2(to[0], 0), dup2(from[1], 1);
+      close(to[0]), close(to[1]), close(from[0]), close(from[1]);
+      execl("/usr/bin/python3", "python3", "tools/optim_vs_torch.py", "serve", (char *)NULL);
+      _exit(127);
+    }
+    close(to[0]), close(from[1]);
+    g_py_in = fdopen(to[1], "w");
+    g_py_out = fdopen(from[0], "r");
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(g_py_in, fmt, ap);
+  va_end(ap);
+  fputc('\n', g_py_in);
+  fflush(g_py_in);
+  char line[512] = "";
+  if (!fgets(line, sizeof line, g_py_out)) return -1;
+  if (strcmp(line, "ok\n")) return fprintf(stderr, "optim_vs_torch.py: %s", line), -1;
+  return 0;
+}
+
+static void torch_close(void) {
+  if (!g_py_pid) return;
+  fclose(g_py_in), fclose(g_py_out);
+  waitpid(g_py_pid, NULL, 0);
 }
 #define NEED_TORCH() do { if (!have_torch()) SKIP("no PyTorch at /usr/bin/python3 (apt-get install python3-torch)"); } while (0)
 
@@ -130,10 +172,7 @@ static double vs_torch(const char *name, int ng, const grp *gs, const int *none)
   for (int t = 0; none && t < NSTEPS; t++)
     if (none[t] >= 0) fprintf(f, "none %d %d\n", t, none[t]);
   fclose(f);
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/optim_vs_torch.py steps %s %s %s %s %s", name, tmp("spec.txt"),
-           tmp("init.bin"), tmp("grads.bin"), tmp("out.bin"));
-  EXPECT(system(cmd) == 0);
+  EXPECT(torch_cmd("steps %s %s %s %s %s", name, tmp("spec.txt"), tmp("init.bin"), tmp("grads.bin"), tmp("out.bin")) == 0);
   fl_optimizer *o = make_opt(name, m, ng, gs);
   run_steps(o, m, none);
   double worst = INFINITY;
@@ -305,12 +344,12 @@ static void test_sgd_plain_unchanged(void) {
 /* ---- schedules ---- */
 /* Reads "lr mom" lines from the torch script into lr[], mom[] (n of them); returns the count. */
 static int torch_schedule(const char *args, double *lr, double *mom, int n) {
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/optim_vs_torch.py %s", args);
-  FILE *p = popen(cmd, "r");
+  EXPECT(torch_cmd("%s %s", args, tmp("sched.txt")) == 0);
+  FILE *p = fopen(tmp("sched.txt"), "r");
   int k = 0;
   while (p && k < n && fscanf(p, "%lf %lf", &lr[k], &mom[k]) == 2) k++;
-  EXPECT(p && pclose(p) == 0);
+  if (p) fclose(p);
+  unlink(tmp("sched.txt"));
   return k;
 }
 
@@ -500,6 +539,7 @@ int main(void) {
   RUN(test_schedule_past_end);
   RUN(test_learner_onecycle);
   RUN(test_epoch_sched_cb);
+  torch_close();
   rmdir(g_dir);
   return test_summary();
 }

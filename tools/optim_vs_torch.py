@@ -16,6 +16,9 @@ usage:
       the TOTAL steps (the values in param_groups[0] when opt.step() runs), OneCycleLR's
       defaults, an AdamW (OPT adamw) or SGD (OPT sgd) optimiser.
   optim_vs_torch.py cosine BASE_LR T_MAX ETA_MIN  the same for CosineAnnealingLR (lr only).
+  optim_vs_torch.py serve    reads commands (the arguments above, one command a line, schedules
+      with one more argument: the file to write their lines to) from stdin and answers each
+      with a line "ok" or "error: ..." (torch is imported once for all of a test's cases).
 Values print with repr (all digits of the double).
 """
 import sys
@@ -64,7 +67,7 @@ def steps(opt_name, spec_path, init_path, grads_path, out_path):
     np.concatenate([p.detach().numpy().ravel() for p in params]).astype(np.float32).tofile(out_path)
 
 
-def schedule(kind, args):
+def schedule(kind, args, out=sys.stdout):
     p = torch.nn.Parameter(torch.zeros(1))
     if kind == 'onecycle':
         max_lr, total, opt_name = float(args[0]), int(args[1]), args[2]
@@ -77,7 +80,7 @@ def schedule(kind, args):
     g = opt.param_groups[0]
     for _ in range(total):
         mom = g['betas'][0] if 'betas' in g else g['momentum']
-        print(repr(g['lr']), repr(mom))
+        print(repr(g['lr']), repr(mom), file=out)
         p.grad = torch.zeros(1)
         opt.step()
         sched.step()
@@ -87,5 +90,17 @@ if __name__ == '__main__':
     torch.set_num_threads(1)
     if sys.argv[1] == 'steps':
         steps(*sys.argv[2:7])
+    elif sys.argv[1] == 'serve':
+        for line in sys.stdin:
+            w = line.split()
+            try:
+                if w[0] == 'steps':
+                    steps(*w[1:6])
+                else:
+                    with open(w[-1], 'w') as f:
+                        schedule(w[0], w[1:-1], f)
+                print('ok', flush=True)
+            except Exception as e:  # the test reports it and fails
+                print('error:', repr(e).replace('\n', ' '), flush=True)
     else:
         schedule(sys.argv[1], sys.argv[2:])
