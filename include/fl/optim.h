@@ -115,7 +115,7 @@ typedef struct fl_schedule {
   int cycle_momentum;       /* 1: beta1 (Adam family) or mom (SGD) cycles max_mom -> base_mom -> max_mom */
   double base_mom, max_mom; /* 0.85, 0.95 */
   /* Cosine (torch.optim.lr_scheduler.CosineAnnealingLR, its closed form) */
-  double eta_min;           /* the lr at step T_max (0) */
+  double eta_min;           /* the lr the cosine reaches at step T_max (0) */
 } fl_schedule;
 /* OneCycleLR(max_lr, total_steps) with PyTorch's defaults (listed above). */
 fl_schedule fl_onecycle(double max_lr, int64_t total_steps);
