@@ -2,7 +2,7 @@
 #   make            library (static + shared), CLI, examples
 #   make run        set up a fresh machine (once) and train the lesson's model on Fashion-MNIST
 #   make test       set up, build with ASan+UBSan and run every test
-#   make bench      epoch benchmark beside PyTorch (see bench/)
+#   make bench      epoch and predict benchmarks beside PyTorch (see bench/)
 #   CUDA=1 / CUDA=0 force the CUDA backend on/off (default: on when nvcc is found)
 #   SAN=1           build with AddressSanitizer + UndefinedBehaviorSanitizer (into build-san/)
 
@@ -129,7 +129,7 @@ run:
 bench:
 	@FL_SETUP_TORCH=1 tools/setup.sh
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) bench/bench.sh
+	@BUILD=$(BUILD) bench/bench.sh && BUILD=$(BUILD) bench/predict.sh
 
 # ---- fuzzing (fuzz/): libFuzzer harnesses for the readers of outside bytes, built by clang with
 # ASan + UBSan (+ LeakSanitizer), each linking only the sources it needs. `make fuzz-build`
