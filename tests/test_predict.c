@@ -320,7 +320,7 @@ static void test_image_files(void) {
 }
 
 /* Every mode PIL writes, made grey by PIL's convert('L') and by fl_image_read: the same bytes. */
-static const char pil_script[] =
+__attribute__((unused)) static const char pil_script[] =
     "import sys, os\n"
     "import numpy as np\n"
     "from PIL import Image\n"
@@ -348,7 +348,7 @@ static const char pil_script[] =
     "    save(f'RGB444-{s}.jpg', Image.fromarray(rgb, 'RGB'), quality=95, subsampling=0)\n"
     "    save(f'RGBprog-{s}.jpg', Image.fromarray(rgb, 'RGB'), quality=75, progressive=True)\n";
 
-static int have_pil(void) {
+__attribute__((unused)) static int have_pil(void) {
   return system("/usr/bin/python3 -c 'import PIL, numpy' >/dev/null 2>&1") == 0;
 }
 

@@ -34,7 +34,7 @@ static inline uint8_t luma(unsigned r, unsigned g, unsigned b) {
 
 /* Rows of `ch` interleaved 8-bit channels (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) -> grey; alpha
  * is dropped, as PIL's convert('L') drops it (no compositing). */
-static void to_grey(uint8_t *dst, const uint8_t *src, size_t npx, int ch) {
+__attribute__((unused)) static void to_grey(uint8_t *dst, const uint8_t *src, size_t npx, int ch) {
   if (ch <= 2) {
     for (size_t i = 0; i < npx; i++) dst[i] = src[i * (size_t)ch];
   } else {
@@ -43,13 +43,13 @@ static void to_grey(uint8_t *dst, const uint8_t *src, size_t npx, int ch) {
 }
 
 /* A library's message, made one printable line. */
-static const char *clean(char *s) {
+__attribute__((unused)) static const char *clean(char *s) {
   for (char *p = s; *p; p++)
     if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) *p = '?';
   return s;
 }
 
-static fl_status too_big(const char *name, const char *kind, uint64_t w, uint64_t h, int64_t max_px) {
+__attribute__((unused)) static fl_status too_big(const char *name, const char *kind, uint64_t w, uint64_t h, int64_t max_px) {
   return fl_error(FL_ERR_FORMAT, "%s: %s image of %llux%llu pixels is over the limit of %lld pixels", name, kind,
                   (unsigned long long)w, (unsigned long long)h, (long long)max_px);
 }
