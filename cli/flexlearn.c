@@ -242,6 +242,14 @@ static int check_data(const char *dir, const fl_dataset *ds, const char *split) 
   return 0;
 }
 
+/* ---- what fit's valid batches and predict's batches share (the hook for models that want
+ * other inputs, e.g. conv nets: (B, 1, 28, 28), normalised) ---- */
+/* 1: batches of (B, 784) pixels / 255; 0: (B, 1, 28, 28). Every model of today takes flat rows. */
+static int model_flat_input(const char *model) { (void)model; return 1; }
+/* Callbacks a model needs on every batch it sees (a batch transform...), after DeviceCB; fit and
+ * predict both add them. None for today's models. Returns the new count. */
+static int add_model_cbs(const char *model, fl_callback **cbs, int n) { (void)model, (void)cbs; return n; }
+
 /* ---- predict ---- */
 static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
@@ -288,7 +296,8 @@ static int predict_main(const opts *o) {
   }
   int has_labels = ds->n_classes > 0;
   /* the loader and learner of validation: same batches (flat pixels / 255), DeviceCB, eval, no grad */
-  fl_dataloader_cfg cfg = {.bs = o->bs, .shuffle = 0, .seed = 0, .n_workers = o->workers, .flat = 1};
+  fl_dataloader_cfg cfg = {.bs = o->bs, .shuffle = 0, .seed = 0, .n_workers = o->workers,
+                           .flat = model_flat_input(o->model)};
   fl_dataloader *dl = fl_dataloader_new(ds, &cfg);
   int32_t *cls = malloc((size_t)ds->n * sizeof *cls);
   float *p = malloc((size_t)ds->n * sizeof *p);
@@ -297,8 +306,9 @@ static int predict_main(const opts *o) {
     fl_dataloader_free(dl), free(cls), free(p), fl_dataset_free(ds), fl_module_free(model);
     return 1;
   }
-  fl_callback *cbs[1] = {fl_device_cb_new(dev)};
-  fl_learner *l = fl_learner_new(model, NULL, fl_cross_entropy, 0.1f, cbs, 1, NULL, &fl_train_ops);
+  fl_callback *cbs[8] = {fl_device_cb_new(dev)};
+  int ncb = add_model_cbs(o->model, cbs, 1);
+  fl_learner *l = fl_learner_new(model, NULL, fl_cross_entropy, 0.1f, cbs, ncb, NULL, &fl_train_ops);
   int64_t got = 0;
   double t0 = fl_now();
   s = fl_get_preds(l, dl, cls, p, NULL, &got);
@@ -359,7 +369,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   fl_dataloaders dls = {0};
-  s = fl_get_dls(&dls, train, valid, o.bs, o.seed, o.workers, 1);
+  s = fl_get_dls(&dls, train, valid, o.bs, o.seed, o.workers, model_flat_input(o.model));
   if (s != FL_OK) {
     fprintf(stderr, "flexlearn: %s\n", fl_last_error());
     fl_dataset_free(train), fl_dataset_free(valid);
@@ -370,6 +380,7 @@ int main(int argc, char **argv) {
   fl_callback *cbs[12], *save_cb = NULL, *stop_cb = NULL;
   int n = 0;
   cbs[n++] = fl_device_cb_new(dev);
+  n = add_model_cbs(o.model, cbs, n);
   cbs[n++] = fl_interrupt_cb_new();   /* Ctrl-C: stop after this batch, clean up, exit 130 */
   if (is_fit) {
     fl_metric *acc = fl_multiclass_accuracy_new();
