@@ -242,8 +242,10 @@ void fl_preds_decode(const fl_tensor *logits, int32_t *classes, float *p, float 
  * train=False) with dl as the valid loader and a callback capturing each batch's predictions, so
  * the batches take the path validation takes (DeviceCB, any batch transform, the model in eval
  * mode, no grad, get_loss against dl's labels). Writes for the dl's n rows, in order, classes[n]
- * and p[n] (and probs[n*C] when not NULL; C = the model's outputs); *n_out = n. The learner's
- * dls, optimiser, epoch counters and callbacks are as before. */
+ * and p[n] (and probs[n*C] when not NULL; C = the model's outputs); *n_out = n. Every callback
+ * of the learner runs, as in fastai (a MetricsCB logs a valid line, a JsonlCB writes it: build
+ * the learner for prediction with the ones wanted). The learner's dls, optimiser, dl's epoch
+ * counter and callbacks are as before. */
 fl_status fl_get_preds(fl_learner *l, fl_dataloader *dl, int32_t *classes, float *p, float *probs, int64_t *n_out);
 
 #ifdef __cplusplus
