@@ -538,6 +538,41 @@ static void test_fit_best_and_early_stop(void) {
   EXPECTF(rc == 0 && fabs(last_accuracy(g_out) - a0) < 5e-5, "predict %s; epoch 0's valid accuracy %.6f", g_out, a0);
 }
 
+/* On a GPU: the CPU's classes for every image, probabilities within 1.5e-4 (printed to 4
+ * decimals; cuBLAS and oneDNN round differently, ~1e-7), the same accuracy; batches full and
+ * partial. */
+static void test_predict_gpu(void) {
+  if (!fl_cuda_available()) SKIP("no CUDA device (or a build without the CUDA backend)");
+  if (!g_w[0]) SKIP("no weights (test_fit_then_predict failed)");
+  int cls[2][N_TEST];
+  float pr[2][N_TEST];
+  double acc[2];
+  const char *devs[2] = {"cpu", "cuda"};
+  for (int d = 0; d < 2; d++) {
+    int rc = CLI("predict", "--weights", g_w, "--images", path("data/t10k-images-idx3-ubyte"), "--labels",
+                 path("data/t10k-labels-idx1-ubyte"), "--verbose", "--bs", "32", "--device", devs[d]);
+    EXPECTF(rc == 0 && count_lines(g_out) == N_TEST + 2, "%s: rc %d: %s", devs[d], rc, g_err);
+    acc[d] = last_accuracy(g_out);
+    const char *p = g_out;
+    for (int i = 0; i < N_TEST && p; i++) {
+      const char *q = strstr(p, ": class ");
+      EXPECT(q && sscanf(q, ": class %d", &cls[d][i]) == 1);
+      q = q ? strstr(q, " p=") : NULL;
+      EXPECT(q && sscanf(q, " p=%f", &pr[d][i]) == 1);
+      p = strchr(p, '\n');
+      p = p ? p + 1 : NULL;
+    }
+  }
+  int diff = 0;
+  float dp = 0;
+  for (int i = 0; i < N_TEST; i++) diff += cls[0][i] != cls[1][i], dp = fmaxf(dp, fabsf(pr[0][i] - pr[1][i]));
+  EXPECTF(diff == 0 && dp <= 1.5e-4f && acc[0] == acc[1], "%d classes differ, max |dp| %g, accuracy %g / %g", diff, dp,
+          acc[0], acc[1]);
+  int rc = CLI("predict", "--weights", g_w, "--data", path("data"), "--device", "cuda");
+  EXPECTF(rc == 0 && fabs(last_accuracy(g_out) - g_fit_acc) < 5e-5 && strstr(g_out, "on cuda"), "rc %d: %s %s", rc, g_out,
+          g_err);
+}
+
 /* ---- PyTorch loads what fit wrote and gets predict's accuracy on the real test set ---- */
 static const char torch_script[] =
     "import gzip, json, os, struct, sys, torch\n"
@@ -607,6 +642,7 @@ int main(void) {
   RUN(test_bad_files);
   RUN(test_bad_flags);
   RUN(test_fit_best_and_early_stop);
+  RUN(test_predict_gpu);
   RUN(test_pytorch_same_accuracy);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
