@@ -412,6 +412,13 @@ static void test_bad_files(void) {
   BAD(1, path("."), "predict", "--weights", g_w, path("."));
   BAD(1, path("nodata"), "predict", "--weights", g_w, "--data", path("nodata"));
   BAD(1, path("none.idx"), "predict", "--weights", g_w, "--images", path("none.idx"));
+  /* a FIFO (refused, not waited on), /dev/null */
+  char *fifo = path("fifo.png");
+  EXPECT(mkfifo(fifo, 0600) == 0);
+  BAD(1, fifo, "predict", "--weights", g_w, fifo);
+  EXPECT(strstr(g_err, "not a regular file") != NULL);
+  unlink(fifo);
+  BAD(1, "/dev/null", "predict", "--weights", g_w, "/dev/null");
   /* not an image; empty */
   char *txt = path("notes.png"), *empty = path("empty.jpg");
   write_file(txt, "hello, world\n", 13);

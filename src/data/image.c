@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fl/data.h"
 
@@ -248,31 +250,38 @@ fl_status fl_image_decode(const uint8_t *p, size_t n, const char *name, int64_t 
 fl_status fl_image_read(const char *path, fl_image *out) {
   FL_CHECK(path && out, "fl_image_read: NULL argument");
   memset(out, 0, sizeof *out);
-  FILE *f = fopen(path, "rb");
-  if (!f) return fl_error(FL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  /* O_NONBLOCK: a FIFO is refused below instead of blocking the open until a writer comes */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return fl_error(FL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     int dir = S_ISDIR(st.st_mode);
-    fclose(f);
+    close(fd);
     return fl_error(FL_ERR_IO, "%s: %s", path, dir ? "is a directory, not an image" : "not a regular file");
   }
   if ((uint64_t)st.st_size > FL_IMAGE_MAX_FILE) {
-    fclose(f);
+    close(fd);
     return fl_error(FL_ERR_FORMAT, "%s: %lld bytes, over the limit of %u for an image file", path,
                     (long long)st.st_size, FL_IMAGE_MAX_FILE);
   }
-  size_t n = (size_t)st.st_size;
+  size_t n = (size_t)st.st_size, got = 0;
   uint8_t *buf = malloc(n ? n : 1);
   if (!buf) {
-    fclose(f);
+    close(fd);
     return fl_error(FL_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, n);
   }
-  size_t got = fread(buf, 1, n, f);
-  int err = ferror(f);
-  fclose(f);
-  if (got != n || err) {
+  while (got < n) {
+    ssize_t k = read(fd, buf + got, n - got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    got += (size_t)k;
+  }
+  int err = errno;
+  close(fd);
+  if (got != n) {
     free(buf);
-    return fl_error(FL_ERR_IO, "%s: read error (%zu of %zu bytes)", path, got, n);
+    return fl_error(FL_ERR_IO, "%s: read error after %zu of %zu bytes%s%s", path, got, n, got < n ? ": " : "",
+                    strerror(err));
   }
   fl_status s = fl_image_decode(buf, n, path, FL_IMAGE_MAX_PIXELS, out);
   free(buf);
