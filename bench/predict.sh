@@ -27,27 +27,35 @@ echo "bench: one flexlearn predict process: $(( (t1 - t0) / 1000000 )) ms wall, 
 have_torch=0
 $PY -c 'import torch' 2>/dev/null && have_torch=1
 [ $have_torch = 1 ] || echo "bench: PyTorch is not installed (apt-get install python3-torch); flexlearn figures only"
-printf '%-5s %-3s | %12s %10s %12s | %12s %10s %10s | %7s %s\n' bs thr fl_img_s fl_ms fl_model_img_s torch_img_s torch_ms torch_best speedup accuracy
+if [ $have_torch = 1 ]; then   # the same for the peer: a whole python3 process, one pass (import torch included)
+  t0=$(date +%s%N)
+  q=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $PY bench/torch_predict.py --weights "$w" --data "$data" --bs "$BS" --reps 0 2>&1)
+  t1=$(date +%s%N)
+  echo "bench: one PyTorch peer process: $(( (t1 - t0) / 1000000 )) ms wall, the pass $(get "$q" ms) ms, accuracy $(get "$q" accuracy)"
+fi
+printf '%-5s %-3s | %12s %9s %9s %12s | %12s %9s %10s | %7s %7s %s\n' bs thr fl_img_s fl_ms fl_best fl_model_img_s torch_img_s torch_ms torch_best speedup best_sp accuracy
 rows=""
 for t in $THREADS; do
   f=$("$B/bench/bench_predict" --weights "$w" --data "$data" --bs "$BS" --threads "$t" --reps "$REPS" 2>&1)
   fl=$(echo "$f" | grep '^bench-predict:'); fm=$(echo "$f" | grep '^bench-predict-model:')
   [ -n "$fl" ] || { echo "bench: bench_predict failed: $f"; exit 1; }
-  tq=""; ti=NA; tms=NA; tb=NA; ta=NA; sp=NA; blas=NA
+  tq=""; ti=NA; tms=NA; tb=NA; ta=NA; sp=NA; bsp=NA; blas=NA
   if [ $have_torch = 1 ]; then
     # as bench.sh: OpenBLAS's own kernel choice (this machine's environment forces an older one)
     tq=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $PY bench/torch_predict.py --weights "$w" --data "$data" \
            --bs "$BS" --threads "$t" --reps "$REPS" 2>&1 | grep '^torch-predict:')
     ti=$(get "$tq" images_per_s); tms=$(get "$tq" ms); tb=$(get "$tq" best_ms); ta=$(get "$tq" accuracy); blas=$(get "$tq" blas)
     [ -n "$ti" ] && sp=$(awk -v a="$(get "$fl" images_per_s)" -v b="$ti" 'BEGIN{printf "%.2f", a/b}')
+    [ -n "$tb" ] && bsp=$(awk -v a="$(get "$fl" best_ms)" -v b="$tb" 'BEGIN{printf "%.2f", b/a}')
   fi
   fa=$(get "$fl" accuracy)
   same=no; [ "$fa" = "$ta" ] && same=yes
-  printf '%-5s %-3s | %12s %10s %12s | %12s %10s %10s | %7s %s/%s\n' "$BS" "$t" "$(get "$fl" images_per_s)" "$(get "$fl" ms)" \
-    "$(get "$fm" images_per_s)" "${ti:-NA}" "${tms:-NA}" "${tb:-NA}" "$sp" "$fa" "${ta:-NA}"
+  printf '%-5s %-3s | %12s %9s %9s %12s | %12s %9s %10s | %7s %7s %s/%s\n' "$BS" "$t" "$(get "$fl" images_per_s)" \
+    "$(get "$fl" ms)" "$(get "$fl" best_ms)" "$(get "$fm" images_per_s)" "${ti:-NA}" "${tms:-NA}" "${tb:-NA}" "$sp" "$bsp" "$fa" "${ta:-NA}"
   rows="$rows
-bench: predict bs=$BS threads=$t flexlearn_img_s=$(get "$fl" images_per_s) pytorch_img_s=${ti:-NA} speedup=$sp same_accuracy=$same pytorch_blas=${blas%%:*}"
+bench: predict bs=$BS threads=$t flexlearn_img_s=$(get "$fl" images_per_s) pytorch_img_s=${ti:-NA} speedup=$sp best_speedup=$bsp same_accuracy=$same pytorch_blas=${blas%%:*}"
 done
 echo "(images/s over the 10000 test images, median of $REPS runs; fl_model = fl_predict on batches already f32;"
-echo " torch_best = its fastest run in ms; speedup = flexlearn images/s / PyTorch images/s; accuracy flexlearn/PyTorch)"
+echo " *_best = the fastest run in ms; speedup = flexlearn images/s / PyTorch images/s (medians), best_sp = of the"
+echo " fastest runs (the least disturbed by other processes); accuracy flexlearn/PyTorch)"
 echo "$rows" | sed '/^$/d'
