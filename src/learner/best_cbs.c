@@ -42,7 +42,8 @@ static fl_status watch_begin(watch *w, fl_learner *l, const char *who) {
     if (!strcmp(m->names[i], w->monitor)) return FL_OK;
   if (!strcmp(w->monitor, "loss")) return FL_OK;
   char names[256] = "";
-  for (int i = 0; i < m->n; i++) strncat(names, m->names[i], sizeof names - strlen(names) - 8), strcat(names, ", ");
+  size_t k = 0;
+  for (int i = 0; i < m->n && k < sizeof names; i++) k += (size_t)snprintf(names + k, sizeof names - k, "%s, ", m->names[i]);
   return fl_error(FL_ERR_ARG, "%s: no metric '%s' (MetricsCB has: %sloss)", who, w->monitor, names);
 }
 
