@@ -501,6 +501,28 @@ static void test_resnet_shapes(void) {
 #endif
 }
 
+/* More shapes than the primitive cache holds (512): it empties and refills, and the results
+ * stay right (pooling: the cheapest primitives to create). */
+static void test_cache_refills(void) {
+#ifdef FL_NO_DNNL
+  SKIP("a DNNL=0 build has no primitive cache");
+#else
+  rng = fl_rng_make(4, FL_STREAM_USER);
+  fl_tensor *x = rnd(1, 2 * 700, 0, 0, 0, 1.0f, 0);
+  float *y = malloc(700 * sizeof *y), *r = malloc(700 * sizeof *r);
+  int bad = 0;
+  for (int W = 2; W < 2 + 600; W++) {
+    fl__cpu_avg_pool_fwd(y, x->data, 1, 2, W, 2, 1, (W + 1) / 2);
+    fl__ref_avg_pool_fwd(r, x->data, 1, 2, W, 2, 1, (W + 1) / 2);
+    for (int j = 0; j < (W + 1) / 2; j++) bad += fabsf(y[j] - r[j]) > 1e-6f;
+  }
+  EXPECTF(bad == 0, "%d pooled values wrong across 600 shapes", bad);
+  free(y);
+  free(r);
+  fl_tensor_free(x);
+#endif
+}
+
 /* ---------------------------------------------------------------- misuse and CUDA */
 
 typedef void (*misuse_fn)(void);
@@ -583,6 +605,7 @@ int main(void) {
   RUN(test_dropout);
   RUN(test_threads_same_bits);
   RUN(test_resnet_shapes);
+  RUN(test_cache_refills);
   RUN(test_misuse_aborts);
   RUN(test_cuda_not_implemented);
   return test_summary();

@@ -236,7 +236,9 @@ typedef struct cv_entry {
   prun r;
 } cv_entry;
 
-#define CV_CACHE 128
+/* Room for a ResNet's shapes at three or four batch sizes (train, last train batch, valid...);
+ * when full (a process running many models) the cache is emptied and refilled. */
+#define CV_CACHE 512
 static cv_entry cv_e[CV_CACHE];
 static int cv_n;
 
@@ -260,7 +262,10 @@ static prun *cv_get(int kind, const fl_conv_shape *s) {
   k.s = *s;
   for (int i = 0; i < cv_n; i++)
     if (!memcmp(&cv_e[i].key, &k, sizeof k)) return &cv_e[i].r;
-  FL_CHECK(cv_n < CV_CACHE, "oneDNN: more than %d convolution / pooling shapes in one process", CV_CACHE);
+  if (cv_n == CV_CACHE) {
+    for (int i = 0; i < cv_n; i++) prun_free(&cv_e[i].r);
+    cv_n = 0;
+  }
   cv_entry *e = &cv_e[cv_n];
   memset(e, 0, sizeof *e);
   e->key = k;
@@ -350,9 +355,19 @@ typedef struct wg_entry {
   float *part;                       /* nch partial weight gradients */
 } wg_entry;
 
-#define WG_CACHE 64
+#define WG_CACHE 256
 static wg_entry wg_e[WG_CACHE];
 static int wg_n;
+
+static void wg_free(wg_entry *e) {
+  for (int c = 0; c < e->nch; c++) {
+    prun_free(&e->r[c]);
+    free(e->pad[c]);
+    dnnl_stream_destroy(e->stream[c]);
+  }
+  free(e->part);
+  memset(e, 0, sizeof *e);
+}
 
 static int chunk_begin(int N, int nch, int c) { return (int)((long)N * c / nch); }
 
@@ -385,7 +400,10 @@ static void wg_run_init(wg_entry *e, int c, int nb) {
 static wg_entry *wg_get(const fl_conv_shape *s) {
   for (int i = 0; i < wg_n; i++)
     if (!memcmp(&wg_e[i].s, s, sizeof *s)) return &wg_e[i];
-  FL_CHECK(wg_n < WG_CACHE, "oneDNN: more than %d convolution weight-gradient shapes in one process", WG_CACHE);
+  if (wg_n == WG_CACHE) {   /* full: emptied and refilled, as the other cache */
+    for (int i = 0; i < wg_n; i++) wg_free(&wg_e[i]);
+    wg_n = 0;
+  }
   wg_entry *e = &wg_e[wg_n];
   memset(e, 0, sizeof *e);
   e->s = *s;
@@ -458,15 +476,7 @@ void fl__cpu_avg_pool_bwd(float *gx, const float *gy, int NC, int H, int W, int 
 static void cv_free_all(void) {
   for (int i = 0; i < cv_n; i++) prun_free(&cv_e[i].r);
   cv_n = 0;
-  for (int i = 0; i < wg_n; i++) {
-    wg_entry *e = &wg_e[i];
-    for (int c = 0; c < e->nch; c++) {
-      prun_free(&e->r[c]);
-      free(e->pad[c]);
-      dnnl_stream_destroy(e->stream[c]);
-    }
-    free(e->part);
-  }
+  for (int i = 0; i < wg_n; i++) wg_free(&wg_e[i]);
   wg_n = 0;
   free(cv.ws);
   free(cv.scratch);
