@@ -98,7 +98,8 @@ typedef struct fl_backend {
                     const int32_t *idx, int B, int row, float div);
 
   /* ---- conv-net kernels (issue 7). NCHW contiguous; `acc` as above. A NULL entry: not
-   * implemented on that device (the op aborts saying so; the CUDA table has none yet). ---- */
+   * implemented on that device (the CUDA table has none yet): the op then returns NULL with
+   * fl_error(FL_ERR_DEVICE, "fl_conv2d: not implemented on CUDA yet"). ---- */
   /* y = conv(x, w) + b (b may be NULL) */
   void (*conv2d_fwd)(const fl_conv_shape *s, float *y, const float *x, const float *w, const float *b);
   /* gx (+)= conv_transpose(gy, w) */
