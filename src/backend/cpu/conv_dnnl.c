@@ -43,6 +43,8 @@ static struct {
   size_t ws_cap;
   float *scratch;        /* a gradient to add (acc) */
   size_t scratch_cap;
+  float *part;           /* the weight gradient's partial sums */
+  size_t part_cap;
 } cv;
 static pthread_once_t cv_once = PTHREAD_ONCE_INIT;
 
@@ -352,7 +354,6 @@ typedef struct wg_entry {
   void *pad[WCHUNKS];
   dnnl_stream_t stream[WCHUNKS];
   size_t ws_off[WCHUNKS + 1];
-  float *part;                       /* nch partial weight gradients */
 } wg_entry;
 
 #define WG_CACHE 256
@@ -365,7 +366,6 @@ static void wg_free(wg_entry *e) {
     free(e->pad[c]);
     dnnl_stream_destroy(e->stream[c]);
   }
-  free(e->part);
   memset(e, 0, sizeof *e);
 }
 
@@ -408,9 +408,6 @@ static wg_entry *wg_get(const fl_conv_shape *s) {
   memset(e, 0, sizeof *e);
   e->s = *s;
   e->nch = s->N < WCHUNKS ? s->N : WCHUNKS;
-  const size_t nw = (size_t)s->O * s->C * s->k * s->k;
-  e->part = malloc((size_t)e->nch * nw * sizeof(float));
-  FL_CHECK(e->part != NULL, "out of memory for the convolution weight-gradient partial sums");
   for (int c = 0; c < e->nch; c++) {
     wg_run_init(e, c, chunk_begin(s->N, e->nch, c + 1) - chunk_begin(s->N, e->nch, c));
     e->ws_off[c + 1] = e->ws_off[c] + e->r[c].ws_bytes;
@@ -433,16 +430,18 @@ void fl__cpu_conv2d_bwd_weights(const fl_conv_shape *s, float *gw, float *gb, co
   omp_set_num_threads(1);   /* oneDNN, inside the loop below, runs single-threaded */
   wg_entry *e = wg_get(s);
   char *ws = workspace(e->ws_off[e->nch]);
+  /* the nch partial weight gradients (shared by every shape: one call at a time) */
+  float *part = cv.part = grow(cv.part, &cv.part_cap, (size_t)e->nch * nw * sizeof(float), "weight-gradient partial sums");
   const size_t xs = (size_t)s->C * s->H * s->W, ys = (size_t)s->O * s->Ho * s->Wo;
 #pragma omp parallel for schedule(static) num_threads(max)
   for (int c = 0; c < e->nch; c++) {
     int b0 = chunk_begin(s->N, e->nch, c);
-    void *ptr[3] = {(void *)(x + b0 * xs), e->part + c * nw, (void *)(gy + b0 * ys)};
+    void *ptr[3] = {(void *)(x + b0 * xs), part + c * nw, (void *)(gy + b0 * ys)};
     prun_exec(&e->r[c], ptr, ws + e->ws_off[c], e->stream[c]);
   }
   omp_set_num_threads(max);
   const int nch = e->nch;
-  const float *P = e->part;
+  const float *P = part;
 #pragma omp parallel for schedule(static) if (nw * nch >= 65536)
   for (size_t i = 0; i < nw; i++) {
     float t = acc_w ? gw[i] : 0.0f;
@@ -480,9 +479,11 @@ static void cv_free_all(void) {
   wg_n = 0;
   free(cv.ws);
   free(cv.scratch);
+  free(cv.part);
   cv.ws = NULL;
   cv.scratch = NULL;
-  cv.ws_cap = cv.scratch_cap = 0;
+  cv.part = NULL;
+  cv.ws_cap = cv.scratch_cap = cv.part_cap = 0;
   if (cv.stream) dnnl_stream_destroy(cv.stream);
   if (cv.engine) dnnl_engine_destroy(cv.engine);
   cv.stream = NULL;
