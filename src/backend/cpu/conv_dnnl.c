@@ -321,11 +321,31 @@ static prun *cv_get(int kind, const fl_conv_shape *s) {
   return r;
 }
 
+/* Threads: as for the GEMMs (gemm_dnnl.c), a call smaller than FL_CONV_PAR_MIN multiply-adds
+ * (default 16M, about 0.3 ms on one core here: the ResNet's 1x1 convolutions past 7x7 and its
+ * pooling) runs on one thread: waking the other costs more than it saves. A rule on the shape
+ * alone; forward, backward-data and pooling give the same bits at any thread count anyway. */
+static long conv_par_min = -1;
+
+static int conv_threads(int kind, const fl_conv_shape *s) {
+  if (conv_par_min < 0) {
+    const char *e = getenv("FL_CONV_PAR_MIN");
+    conv_par_min = e ? atol(e) : 16L << 20;
+  }
+  /* pooling (N = 1, C = O = the planes): one add per input element */
+  double macs = kind >= K_POOL_FWD ? (double)s->C * s->H * s->W
+                                   : (double)s->N * s->O * s->Ho * s->Wo * s->C * s->k * s->k;
+  return macs >= (double)conv_par_min ? omp_get_max_threads() : 1;
+}
+
 static void run_cached(int kind, const fl_conv_shape *s, void *p0, void *p1, void *p2, void *p3) {
   pthread_once(&cv_once, cv_init);
+  const int max = omp_get_max_threads(), nthr = conv_threads(kind, s);
+  if (nthr != max) omp_set_num_threads(nthr);   /* the cache key holds the thread count */
   prun *r = cv_get(kind, s);
   void *ptr[4] = {p0, p1, p2, p3};
   prun_exec(r, ptr, workspace(r->ws_bytes), cv.stream);
+  if (nthr != max) omp_set_num_threads(max);
 }
 
 /* ---------------------------------------------------------------- forward, backward-data */
@@ -441,7 +461,7 @@ void fl__cpu_conv2d_bwd_weights(const fl_conv_shape *s, float *gw, float *gb, co
   /* the nch partial weight gradients (shared by every shape: one call at a time) */
   float *part = cv.part = grow(cv.part, &cv.part_cap, (size_t)e->nch * nw * sizeof(float), "weight-gradient partial sums");
   const size_t xs = (size_t)s->C * s->H * s->W, ys = (size_t)s->O * s->Ho * s->Wo;
-#pragma omp parallel for schedule(static) num_threads(max)
+#pragma omp parallel for schedule(static) num_threads(conv_threads(K_FWD, s))
   for (int c = 0; c < e->nch; c++) {
     int b0 = chunk_begin(s->N, e->nch, c);
     void *ptr[3] = {(void *)(x + b0 * xs), part + c * nw, (void *)(gy + b0 * ys)};
