@@ -252,6 +252,111 @@ static void mlp_case(const char *name, int B, int I, int H, int C, int max_el) {
 static void test_fd_mlp_small(void) { mlp_case("mlp 12-6-3", 5, 12, 6, 3, 0); }
 static void test_fd_mlp_lesson(void) { mlp_case("mlp 784-50-10", 8, 784, 50, 10, 200); }
 
+/* ---------------------------------------------------------------- conv-net ops (issue 7) */
+
+static fl_tensor *randn4(int64_t a, int64_t b, int64_t c, int64_t d, float scale, int grad) {
+  int64_t s[4] = {a, b, c, d};
+  fl_tensor *t = fl_tensor_normal(&rng, FL_CPU, 4, s, 0.0f, scale);
+  if (grad) fl_tensor_require_grad(t);
+  return t;
+}
+
+static int conv_stride, conv_pad;
+static fl_tensor *f_conv(fl_graph *g, fl_tensor **in) { return fl_conv2d(g, in[0], in[1], in[2], conv_stride, conv_pad); }
+static fl_tensor *f_conv_nb(fl_graph *g, fl_tensor **in) { return fl_conv2d(g, in[0], in[1], NULL, conv_stride, conv_pad); }
+static int bn_training;
+static fl_tensor *f_bn(fl_graph *g, fl_tensor **in) {
+  return fl_batch_norm(g, in[0], in[1], in[2], in[3], in[4], bn_training, 0.1f, 1e-5f);
+}
+static fl_tensor *f_bn_noaffine(fl_graph *g, fl_tensor **in) {
+  return fl_batch_norm(g, in[0], NULL, NULL, in[3], in[4], bn_training, 0.1f, 1e-5f);
+}
+static fl_tensor *f_pool_ceil(fl_graph *g, fl_tensor **in) { return fl_avg_pool2d(g, in[0], 2, 1); }
+static fl_tensor *f_pool3(fl_graph *g, fl_tensor **in) { return fl_avg_pool2d(g, in[0], 3, 0); }
+static fl_tensor *f_gpool(fl_graph *g, fl_tensor **in) { return fl_global_avg_pool(g, in[0]); }
+static fl_tensor *f_grelu(fl_graph *g, fl_tensor **in) { return fl_general_relu(g, in[0], 0.1f, 0.4f, 6.0f); }
+static fl_tensor *f_grelu_plain(fl_graph *g, fl_tensor **in) { return fl_general_relu(g, in[0], 0.0f, 0.0f, INFINITY); }
+static fl_tensor *f_dropout(fl_graph *g, fl_tensor **in) { return fl_dropout(g, in[0], 0.3f, 1, 17, 2); }
+/* a residual block with its intermediate `a` used three times (accumulating backward passes):
+ * a = GeneralRelu(x); h = conv(GeneralRelu(BN(conv(a)))); y = pool(h + a) + pool(h + a) */
+static fl_tensor *f_resblock(fl_graph *g, fl_tensor **in) {
+  fl_tensor *a = fl_general_relu(g, in[0], 0.1f, 0.0f, INFINITY);
+  kink_probe = fl_batch_norm(g, fl_conv2d(g, a, in[1], NULL, 1, 1), in[2], in[3], in[4], in[5], 1, 0.1f, 1e-5f);
+  fl_tensor *h = fl_conv2d(g, fl_general_relu(g, kink_probe, 0.1f, 0.0f, INFINITY), in[6], in[7], 1, 0);
+  fl_tensor *r = fl_add(g, h, a);
+  return fl_add(g, fl_avg_pool2d(g, r, 2, 1), fl_avg_pool2d(g, r, 2, 1));
+}
+
+static void test_fd_conv(void) {
+  static const int k[3] = {1, 3, 5};
+  char name[64];
+  for (int ki = 0; ki < 3; ki++)
+    for (int st = 1; st <= 2; st++) {
+      /* weights ~ 1/sqrt(fan-in): outputs O(1), so their float32 rounding stays inside ATOL */
+      fl_tensor *in[3] = {randn4(2, 3, 7, 6, 1.0f, 1), randn4(4, 3, k[ki], k[ki], 1.0f / k[ki], 1), randn(1, 4, 0, 0, 1)};
+      conv_stride = st, conv_pad = k[ki] / 2;
+      snprintf(name, sizeof name, "conv k%d s%d", k[ki], st);
+      gradcheck(name, f_conv, in, 3, 0);
+      snprintf(name, sizeof name, "conv k%d s%d nobias", k[ki], st);
+      gradcheck(name, f_conv_nb, in, 2, 0);
+      free_all(in, 3);
+    }
+}
+
+static void test_fd_batch_norm(void) {
+  for (int nd = 2; nd <= 4; nd += 2)
+    for (int tr = 0; tr <= 1; tr++) {
+      fl_tensor *in[5] = {nd == 4 ? randn4(3, 4, 3, 2, 1.5f, 1) : randn(2, 8, 5, 0, 1), randn(1, nd == 4 ? 4 : 5, 0, 0, 1),
+                          randn(1, nd == 4 ? 4 : 5, 0, 0, 1), randn(1, nd == 4 ? 4 : 5, 0, 0, 0),
+                          fl_tensor_new1(FL_F32, FL_CPU, nd == 4 ? 4 : 5)};
+      fl_tensor_fill(in[4], 0.7f);
+      bn_training = tr;
+      char name[64];
+      snprintf(name, sizeof name, "batch_norm %dd %s", nd, tr ? "train" : "eval");
+      gradcheck(name, f_bn, in, 5, 0);
+      snprintf(name, sizeof name, "batch_norm %dd %s noaffine", nd, tr ? "train" : "eval");
+      gradcheck(name, f_bn_noaffine, in, 5, 0);
+      free_all(in, 5);
+    }
+}
+
+static void test_fd_pools(void) {
+  fl_tensor *in[1] = {randn4(2, 3, 7, 5, 1.0f, 1)};
+  gradcheck("avg_pool2d k2 ceil", f_pool_ceil, in, 1, 0);
+  gradcheck("avg_pool2d k3", f_pool3, in, 1, 0);
+  gradcheck("global_avg_pool", f_gpool, in, 1, 0);
+  free_all(in, 1);
+}
+
+/* inputs kept 0.05 away from GeneralRelu's kinks: x = 0, and x = maxv + sub = 6.4 */
+static void test_fd_general_relu(void) {
+  fl_tensor *in[1] = {randn(2, 10, 12, 0, 1)};
+  fl_tensor_scale(in[0], 4.0f);
+  away_from_zero(in[0]);
+  float *p = in[0]->data;
+  for (int i = 0; i < 120; i++)
+    if (fabsf(p[i] - 6.4f) < 0.05f) p[i] = 6.3f;
+  gradcheck("general_relu", f_grelu, in, 1, 0);
+  gradcheck("general_relu plain", f_grelu_plain, in, 1, 0);
+  free_all(in, 1);
+}
+
+static void test_fd_dropout(void) {
+  fl_tensor *in[1] = {randn(2, 6, 9, 0, 1)};
+  gradcheck("dropout", f_dropout, in, 1, 0);
+  free_all(in, 1);
+}
+
+static void test_fd_resblock(void) {
+  fl_tensor *in[8] = {randn4(2, 3, 5, 5, 1.0f, 1), randn4(4, 3, 3, 3, 0.2f, 1), randn(1, 4, 0, 0, 1),
+                      randn(1, 4, 0, 0, 1), fl_tensor_new1(FL_F32, FL_CPU, 4), fl_tensor_new1(FL_F32, FL_CPU, 4),
+                      randn4(3, 4, 1, 1, 0.3f, 1), randn(1, 3, 0, 0, 1)};
+  away_from_zero(in[0]);
+  fl_tensor_fill(in[5], 1.0f);
+  gradcheck("resblock", f_resblock, in, 8, 0);
+  free_all(in, 8);
+}
+
 /* ---------------------------------------------------------------- accumulation */
 
 /* Two steps (graph reset between, no zeroing) leave twice the grad of one. */
@@ -365,6 +470,12 @@ int main(void) {
   RUN(test_fd_diamond);
   RUN(test_fd_mlp_small);
   RUN(test_fd_mlp_lesson);
+  RUN(test_fd_conv);
+  RUN(test_fd_batch_norm);
+  RUN(test_fd_pools);
+  RUN(test_fd_general_relu);
+  RUN(test_fd_dropout);
+  RUN(test_fd_resblock);
   RUN(test_accumulate_two_steps);
   RUN(test_accumulate_same_input);
   RUN(test_accumulate_view_and_direct);

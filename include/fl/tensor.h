@@ -128,6 +128,35 @@ fl_tensor *fl_cross_entropy(fl_graph *g, fl_tensor *logits, fl_tensor *targets);
 /* Mean squared error, same shapes; grad flows to pred only. */
 fl_tensor *fl_mse(fl_graph *g, fl_tensor *pred, fl_tensor *target);
 
+/* ---- conv-net ops (issue 7). Inputs f32, contiguous, NCHW. CPU: oneDNN primitives (plain C
+ * loops in the DNNL=0 build), every result the same bits at any thread count. Misuse (shapes,
+ * dtypes, devices) aborts with file:line (FL_CHECK). On a CUDA tensor, until the CUDA kernels
+ * exist, an op returns NULL with fl_error(FL_ERR_DEVICE, "fl_conv2d: not implemented on CUDA
+ * yet"), so the loss is NULL and fl_backward / the Learner report that line. */
+/* Conv2d: x (N,C,H,W), w (O,C,k,k), b (O) or NULL -> (N,O,Ho,Wo), Ho = (H + 2*pad - k)/stride + 1.
+ * k 1/3/5, stride 1/2, pad k/2 (any pad >= 0, stride >= 1 accepted). */
+fl_tensor *fl_conv2d(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b, int stride, int pad);
+/* Batch norm over every dim but 1: x (N,C) or (N,C,H,W); weight, bias (C) or NULL (affine off);
+ * running_mean, running_var (C) buffers (no grad). training: normalise with the batch mean and the
+ * biased variance, then running = (1-momentum)*running + momentum*batch_stat, with the UNBIASED
+ * batch variance (PyTorch's rule), updated in the forward; eval: normalise with the running stats. */
+fl_tensor *fl_batch_norm(fl_graph *g, fl_tensor *x, fl_tensor *weight, fl_tensor *bias,
+                         fl_tensor *running_mean, fl_tensor *running_var, int training,
+                         float momentum, float eps);
+/* Average pooling k x k, stride k, no padding; ceil_mode 1 keeps the partial windows at the
+ * edges (averaging only the elements inside, as PyTorch's AvgPool2d(2, ceil_mode=True) does). */
+fl_tensor *fl_avg_pool2d(fl_graph *g, fl_tensor *x, int k, int ceil_mode);
+/* (N,C,H,W) -> (N,C): the mean over H and W. */
+fl_tensor *fl_global_avg_pool(fl_graph *g, fl_tensor *x);
+/* The course's GeneralRelu: leaky_relu(x, leak) (leak 0: relu), then minus sub, then clamped
+ * above at maxv when maxv is finite (pass INFINITY for none). Any shape. */
+fl_tensor *fl_general_relu(fl_graph *g, fl_tensor *x, float leak, float sub, float maxv);
+/* Dropout with probability p (0 <= p < 1): zeroes each element with probability p and scales the
+ * rest by 1/(1-p). The mask is a pure function of (seed, counter, element index) through the
+ * counter-based RNG (fl_rng_hash in fl/core.h), so it is the same at any thread count. The caller
+ * (the Dropout module) passes training==0 for the identity. */
+fl_tensor *fl_dropout(fl_graph *g, fl_tensor *x, float p, int training, uint64_t seed, uint64_t counter);
+
 /* Reverse-mode from a 1-element tensor: seeds d(loss)=1 and accumulates into leaf grads. */
 fl_status fl_backward(fl_graph *g, fl_tensor *loss);
 

@@ -37,6 +37,11 @@ typedef struct fl_sgd_hyper {
   int first;            /* 1: the buffer is set to the gradient (torch's first step) */
 } fl_sgd_hyper;
 
+/* A 2-d convolution's geometry: x (N,C,H,W), w (O,C,k,k), y (N,O,Ho,Wo), NCHW contiguous. */
+typedef struct fl_conv_shape {
+  int N, C, H, W, O, k, stride, pad, Ho, Wo;
+} fl_conv_shape;
+
 typedef struct fl_backend {
   const char *name;
   /* ---- memory ---- */
@@ -121,6 +126,45 @@ typedef struct fl_backend {
   void (*gather_xy)(float *out, int32_t *yout, const uint8_t *src, const int32_t *ysrc,
                     const int32_t *idx, int B, int row, float div);
 
+  /* ---- conv-net kernels (issue 7). NCHW contiguous; `acc` as above. A NULL entry: not
+   * implemented on that device (the CUDA table has none yet): the op then returns NULL with
+   * fl_error(FL_ERR_DEVICE, "fl_conv2d: not implemented on CUDA yet"). ---- */
+  /* y = conv(x, w) + b (b may be NULL) */
+  void (*conv2d_fwd)(const fl_conv_shape *s, float *y, const float *x, const float *w, const float *b);
+  /* gx (+)= conv_transpose(gy, w) */
+  void (*conv2d_bwd_data)(const fl_conv_shape *s, float *gx, const float *gy, const float *w, int acc);
+  /* gw (+)= d(conv)/dw . gy (gw may be NULL), gb (+)= sums of gy over N, Ho, Wo (gb may be NULL) */
+  void (*conv2d_bwd_weights)(const fl_conv_shape *s, float *gw, float *gb, const float *gy,
+                             const float *x, int acc_w, int acc_b);
+  /* Batch norm of x viewed as (N, C, S). training: mean / biased variance of each channel over
+   * N*S, saved to mean[C] and invstd[C] (1/sqrt(var + eps)), and run_mean / run_var updated
+   * with the unbiased variance; else normalised with run_mean / run_var (mean, invstd still
+   * written, from the running stats, for the backward). w, b may be NULL (1 and 0). */
+  void (*bn_fwd)(float *y, float *mean, float *invstd, const float *x, const float *w,
+                 const float *b, float *run_mean, float *run_var, int N, int C, int S,
+                 int training, float momentum, float eps);
+  /* The backward of bn_fwd: gx (training: through the batch statistics), gw = sum gy*xhat,
+   * gb = sum gy; any of gx, gw, gb may be NULL; acc_* per output. */
+  void (*bn_bwd)(float *gx, float *gw, float *gb, const float *gy, const float *x, const float *w,
+                 const float *mean, const float *invstd, int N, int C, int S, int training,
+                 int acc_x, int acc_w, int acc_b);
+  /* k x k average pooling, stride k, over NC planes of H x W into Ho x Wo (Ho > H/k: ceil mode,
+   * the edge windows average only the elements inside). */
+  void (*avg_pool_fwd)(float *y, const float *x, int NC, int H, int W, int k, int Ho, int Wo);
+  void (*avg_pool_bwd)(float *gx, const float *gy, int NC, int H, int W, int k, int Ho, int Wo, int acc);
+  /* y[NC] = mean of each plane of S elements ; gx (+)= gy[plane] / S */
+  void (*global_pool_fwd)(float *y, const float *x, int NC, int S);
+  void (*global_pool_bwd)(float *gx, const float *gy, int NC, int S, int acc);
+  /* y = min(leaky_relu(x, leak) - sub, maxv) ; gx (+)= gy * d/dx (from x) */
+  void (*general_relu_fwd)(float *y, const float *x, size_t n, float leak, float sub, float maxv);
+  void (*general_relu_bwd)(float *gx, const float *gy, const float *x, size_t n, float leak,
+                           float sub, float maxv, int acc);
+  /* mask[i] = keep (u_i >= p, u_i from fl_rng_hash(seed, counter, i)); y = keep ? x * scale : 0 ;
+   * gx (+)= mask ? gy * scale : 0 */
+  void (*dropout_fwd)(float *y, uint8_t *mask, const float *x, size_t n, float p, float scale,
+                      uint64_t seed, uint64_t counter);
+  void (*dropout_bwd)(float *gx, const float *gy, const uint8_t *mask, size_t n, float scale, int acc);
+
   /* ---- errors and ordering ----
    * Kernels return nothing; a failing launch or library call is remembered (the first one,
    * naming the call) and reported by status(): FL_OK or FL_ERR_DEVICE / FL_ERR_NOMEM with
@@ -144,7 +188,7 @@ const fl_backend *fl_backend_for(fl_device d);
  * `abi` stays the first field forever; the core refuses a plugin whose abi or sizes differ
  * from its own. Bump FL_CUDA_PLUGIN_ABI whenever fl_backend's or fl_cuda_plugin's layout or
  * meaning changes. */
-#define FL_CUDA_PLUGIN_ABI 2
+#define FL_CUDA_PLUGIN_ABI 3   /* 2: Adam/SGD-momentum steps; 3: the conv-net kernels (issue 7) */
 #define FL_CUDA_PLUGIN_ENTRY "fl__cuda_plugin"
 #define FL_CUDA_PLUGIN_NAME "libflexlearn_cuda.so"
 

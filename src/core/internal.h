@@ -30,4 +30,12 @@ const float *fl__graph_one(fl_graph *g, fl_device dev);
 fl_node *fl__graph_tape(fl_graph *g);
 void fl__graph_clear_tape(fl_graph *g);
 
+/* For op files beside ops.c (ops_cnn.c): ops.c's record() and grad_of(). fl__op_record records
+ * a node for out keeping `saved` when grad mode is on and an input requires grad (0 only when a
+ * needed node could not be stored); fl__op_grad_of gives t's grad buffer in the backward, with
+ * *acc = 1 when the kernel must add to it. */
+int fl__op_record(fl_graph *g, fl_tensor *out, void (*bw)(fl_graph *, fl_node *), fl_tensor *a,
+                  fl_tensor *b, fl_tensor *c, void *saved);
+float *fl__op_grad_of(fl_graph *g, fl_tensor *t, int *acc);
+
 #endif

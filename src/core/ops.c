@@ -417,3 +417,12 @@ fl_status fl_backward(fl_graph *g, fl_tensor *loss) {
   fl__graph_clear_tape(g);
   return BE(loss)->status();
 }
+
+/* ---------------------------------------------------------------- for the other op files */
+
+int fl__op_record(fl_graph *g, fl_tensor *out, void (*bw)(fl_graph *, fl_node *), fl_tensor *a,
+                  fl_tensor *b, fl_tensor *c, void *saved) {
+  return record(g, out, bw, a, b, c, saved);
+}
+
+float *fl__op_grad_of(fl_graph *g, fl_tensor *t, int *acc) { return grad_of(g, t, acc); }

@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/cnn.h"
 
 static void *cpu_alloc(size_t bytes) {
   void *p = NULL;
@@ -300,6 +301,27 @@ const fl_backend fl_backend_cpu = {
     .mean_update = cpu_mean_update,
     .nonfinite = cpu_nonfinite,
     .gather_xy = cpu_gather_xy,
+#ifdef FL_NO_DNNL   /* the plain C loops */
+    .conv2d_fwd = fl__ref_conv2d_fwd,
+    .conv2d_bwd_data = fl__ref_conv2d_bwd_data,
+    .conv2d_bwd_weights = fl__ref_conv2d_bwd_weights,
+    .avg_pool_fwd = fl__ref_avg_pool_fwd,
+    .avg_pool_bwd = fl__ref_avg_pool_bwd,
+#else               /* oneDNN's primitives (conv_dnnl.c) */
+    .conv2d_fwd = fl__cpu_conv2d_fwd,
+    .conv2d_bwd_data = fl__cpu_conv2d_bwd_data,
+    .conv2d_bwd_weights = fl__cpu_conv2d_bwd_weights,
+    .avg_pool_fwd = fl__cpu_avg_pool_fwd,
+    .avg_pool_bwd = fl__cpu_avg_pool_bwd,
+#endif
+    .bn_fwd = fl__cpu_bn_fwd,
+    .bn_bwd = fl__cpu_bn_bwd,
+    .global_pool_fwd = fl__cpu_global_pool_fwd,
+    .global_pool_bwd = fl__cpu_global_pool_bwd,
+    .general_relu_fwd = fl__cpu_general_relu_fwd,
+    .general_relu_bwd = fl__cpu_general_relu_bwd,
+    .dropout_fwd = fl__cpu_dropout_fwd,
+    .dropout_bwd = fl__cpu_dropout_bwd,
     .status = cpu_status,
     .sync = cpu_sync,
 };
