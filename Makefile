@@ -2,7 +2,7 @@
 #   make            library (static + shared), CLI, examples
 #   make run        set up a fresh machine (once) and train the lesson's model on Fashion-MNIST
 #   make test       set up, build with ASan+UBSan and run every test
-#   make bench      epoch benchmark beside PyTorch (see bench/)
+#   make bench      epoch and predict benchmarks beside PyTorch (see bench/)
 #   CUDA=1 / CUDA=0 force the CUDA backend on/off (default: on when nvcc is found)
 #   SAN=1           build with AddressSanitizer + UndefinedBehaviorSanitizer (into build-san/)
 
@@ -27,13 +27,15 @@ endif
 
 CFLAGS  += $(shell pkg-config --cflags cairo 2>/dev/null) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -ffp-contract=off $(OPT) -Iinclude -Isrc
 # DNNL=0: plain C GEMM instead of oneDNN; CAIRO=0: no PNG plots; CJSON=0: no safetensors
-# weights (for machines lacking them).
+# weights; PNG=0 / JPEG=0: predict reads no PNG / JPEG images (for machines lacking them).
 DNNL    ?= 1
+PNG     ?= 1
+JPEG    ?= 1
 ZLIB    ?= -lz
 CAIRO   ?= 1
 CJSON   ?= 1
-LDLIBS  := $(if $(filter 1,$(DNNL)),-ldnnl,) $(ZLIB) $(if $(filter 1,$(CAIRO)),-lcairo,) $(if $(filter 1,$(CJSON)),-lcjson,) -lm -lpthread $(EXTRA_LDLIBS)
-CFLAGS  += $(if $(filter 1,$(DNNL)),,-DFL_NO_DNNL) $(if $(filter 1,$(CAIRO)),,-DFL_NO_CAIRO) $(if $(filter 1,$(CJSON)),,-DFL_NO_CJSON) $(EXTRA_CFLAGS)
+LDLIBS  := $(if $(filter 1,$(DNNL)),-ldnnl,) $(ZLIB) $(if $(filter 1,$(CAIRO)),-lcairo,) $(if $(filter 1,$(CJSON)),-lcjson,) $(if $(filter 1,$(PNG)),-lpng,) $(if $(filter 1,$(JPEG)),-ljpeg,) -lm -lpthread $(EXTRA_LDLIBS)
+CFLAGS  += $(if $(filter 1,$(DNNL)),,-DFL_NO_DNNL) $(if $(filter 1,$(CAIRO)),,-DFL_NO_CAIRO) $(if $(filter 1,$(CJSON)),,-DFL_NO_CJSON) $(if $(filter 1,$(PNG)),,-DFL_NO_PNG) $(if $(filter 1,$(JPEG)),,-DFL_NO_JPEG) $(EXTRA_CFLAGS)
 LDFLAGS += -fopenmp $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
 comma   := ,
 
@@ -77,7 +79,7 @@ $(BUILD)/obj/%.o: %.cu $(wildcard include/fl/*.h src/*/*.h src/backend/cuda/*.cu
 # Before compiling anything: every library this build needs is there, or one line per missing
 # one naming its Debian package (make deps installs them).
 depcheck:
-	@CC="$(CC)" DNNL=$(DNNL) CAIRO=$(CAIRO) CJSON=$(CJSON) CUDA=$(CUDA) NVCC="$(NVCC)" tools/check_deps.sh
+	@CC="$(CC)" DNNL=$(DNNL) CAIRO=$(CAIRO) CJSON=$(CJSON) PNG=$(PNG) JPEG=$(JPEG) CUDA=$(CUDA) NVCC="$(NVCC)" tools/check_deps.sh
 $(OBJ) $(CU_OBJ): | depcheck
 
 $(LIB_A): $(OBJ)
@@ -127,7 +129,7 @@ run:
 bench:
 	@FL_SETUP_TORCH=1 tools/setup.sh
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) bench/bench.sh
+	@BUILD=$(BUILD) bench/bench.sh && BUILD=$(BUILD) bench/predict.sh
 
 # ---- fuzzing (fuzz/): libFuzzer harnesses for the readers of outside bytes, built by clang with
 # ASan + UBSan (+ LeakSanitizer), each linking only the sources it needs. `make fuzz-build`
@@ -147,6 +149,12 @@ FUZZ_SRC_safetensors := src/nn/safetensors.c
 FUZZ_LIBS_safetensors := -lcjson
 $(FUZZ_BUILD)/fuzz_safetensors: FUZZ_CFLAGS += -DFL_SAFETENSORS_PARSE_ONLY
 $(FUZZ_BUILD)/fuzz_safetensors: src/nn/safetensors.c src/nn/safetensors_internal.h
+# the PNG / JPEG decoders (Debian's libpng and libjpeg-turbo, not instrumented: our side is)
+FUZZ_SRC_image := src/data/image.c
+FUZZ_LIBS_image := -lpng -ljpeg
+# (libpng's CRC checks off under the fuzzer only, so that it gets past them: image.c)
+$(FUZZ_BUILD)/fuzz_image: FUZZ_CFLAGS += -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+$(FUZZ_BUILD)/fuzz_image: src/data/image.c
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(FUZZ_LIBSRC) src/data/dataset.c \
                       src/data/idx_internal.h $(wildcard include/fl/*.h src/backend/*.h)

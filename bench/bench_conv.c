@@ -72,5 +72,41 @@ int main(int argc, char **argv) {
     fl_tensor_free(gx); fl_tensor_free(gw);
   }
   printf("%-22s %9.2f %9.2f %9.2f   total %.1f ms\n", "sum", tot[0], tot[1], tot[2], tot[0] + tot[1] + tot[2]);
+
+  /* the other kernels at the widest activation (bs x 16 x 28 x 28): forward / backward */
+  {
+    const int C = 16, S = 28 * 28;
+    int64_t sh[4] = {bs, C, 28, 28};
+    fl_tensor *x = fl_tensor_normal(&rng, FL_CPU, 4, sh, 0, 1), *y = fl_tensor_new(FL_F32, FL_CPU, 4, sh);
+    fl_tensor *gy = fl_tensor_normal(&rng, FL_CPU, 4, sh, 0, 1), *gx = fl_tensor_new(FL_F32, FL_CPU, 4, sh);
+    float w[16], b[16], rm[16], rv[16], mean[16], is[16], gw[16], gb[16];
+    for (int c = 0; c < C; c++) w[c] = 1, b[c] = 0, rm[c] = 0, rv[c] = 1;
+    size_t n = (size_t)fl_numel(x);
+    const char *names[4] = {"batch_norm", "general_relu", "avg_pool2d k2", "global_avg_pool"};
+    for (int op = 0; op < 4; op++) {
+      double med[2];
+      for (int part = 0; part < 2; part++) {
+        double t[64];
+        for (int r = 0; r <= reps && r < 64; r++) {
+          double t0 = fl_now();
+          switch (op * 2 + part) {
+            case 0: be->bn_fwd(y->data, mean, is, x->data, w, b, rm, rv, bs, C, S, 1, 0.1f, 1e-5f); break;
+            case 1: be->bn_bwd(gx->data, gw, gb, gy->data, x->data, w, mean, is, bs, C, S, 1, 0, 0, 0); break;
+            case 2: be->general_relu_fwd(y->data, x->data, n, 0.1f, 0.4f, 1e30f); break;
+            case 3: be->general_relu_bwd(gx->data, gy->data, x->data, n, 0.1f, 0.4f, 1e30f, 0); break;
+            case 4: be->avg_pool_fwd(y->data, x->data, bs * C, 28, 28, 2, 14, 14); break;
+            case 5: be->avg_pool_bwd(gx->data, gy->data, bs * C, 28, 28, 2, 14, 14, 0); break;
+            case 6: be->global_pool_fwd(y->data, x->data, bs * C, S); break;
+            case 7: be->global_pool_bwd(gx->data, gy->data, bs * C, S, 0); break;
+          }
+          t[r] = 1e3 * (fl_now() - t0);
+        }
+        qsort(t + 1, (size_t)reps, sizeof t[0], cmp_d);
+        med[part] = t[1 + reps / 2];
+      }
+      printf("%-22s %9.2f %9.2f            (bs x 16 x 28 x 28)\n", names[op], med[0], med[1]);
+    }
+    fl_tensor_free(x); fl_tensor_free(y); fl_tensor_free(gy); fl_tensor_free(gx);
+  }
   return 0;
 }

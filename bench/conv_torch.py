@@ -41,3 +41,18 @@ for name, C, H, O, k, s in specs:
     tot[0] += fwd; tot[1] += bd; tot[2] += bw
     print(f"{name:22s} {fwd:9.2f} {bd:9.2f} {bw:9.2f}")
 print(f"{'sum':22s} {tot[0]:9.2f} {tot[1]:9.2f} {tot[2]:9.2f}   total {sum(tot):.1f} ms")
+
+# the other kernels at the widest activation (bs x 16 x 28 x 28), forward / backward
+x = torch.randn(bs, 16, 28, 28).to(memory_format=fmt).requires_grad_()
+w, b = torch.ones(16, requires_grad=True), torch.zeros(16, requires_grad=True)
+rm, rv = torch.zeros(16), torch.ones(16)
+ops = [("batch_norm", lambda: F.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)),
+       ("general_relu", lambda: F.leaky_relu(x, 0.1) - 0.4),
+       ("avg_pool2d k2", lambda: F.avg_pool2d(x, 2, ceil_mode=True)),
+       ("global_avg_pool", lambda: x.mean((2, 3)))]
+for name, f in ops:
+    y = f()
+    g = torch.randn_like(y)
+    fw = med(lambda: f())
+    bw = med(lambda: torch.autograd.grad(y, [x], g, retain_graph=True))
+    print(f"{name:22s} {fw:9.2f} {bw:9.2f}            (bs x 16 x 28 x 28)")

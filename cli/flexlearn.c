@@ -4,6 +4,7 @@
  *   flexlearn fit      [flags]     train and show progress and metrics
  *   flexlearn lr_find  [flags]     the LR finder: prints the lr/loss curve, a suggestion, a plot
  *   flexlearn summary  [--model N] the model's layers: shapes, parameters, MFLOPs (no data read)
+ *   flexlearn predict  --weights FILE.safetensors [flags] [IMAGE...]   classify images
  *
  * Exit status: 0 done, 1 a runtime failure (data, device, NaN loss...), 2 bad usage, 130
  * stopped by Ctrl-C (after the current batch, with logs and plots closed properly). Every
@@ -21,10 +22,17 @@
 
 static const char usage[] =
     "usage: flexlearn fit|lr_find|summary [flags]\n"
+    "       flexlearn predict --weights FILE.safetensors [--model NAME] [--data DIR | --images FILE\n"
+    "                         [--labels FILE] | IMAGE.png|IMAGE.jpg...] [--bs N] [--device D] [--verbose]\n"
     "  --epochs N        epochs to train (default 1; 0 trains nothing)\n"
     "  --lr X            learning rate (default 0.2; must be > 0)\n"
     "  --bs N            batch size (default 1024; valid batches are 2*bs)\n"
     "  --mom M           use MomentumLearner with momentum M in [0, 1) (default: plain SGD)\n"
+    "  --opt NAME        optimiser: sgd (default) or adamw (torch's AdamW: betas 0.9, 0.999, eps 1e-8)\n"
+    "  --sched NAME      fit's lr schedule: none (default) or onecycle (torch's OneCycleLR over every\n"
+    "                    batch of the fit, stepped per batch: --lr is the peak, warm-up 30 %, cosine,\n"
+    "                    from lr/25 down to lr/25e4; cycles adamw's beta1 or sgd's momentum 0.95-0.85)\n"
+    "  --wd X            weight decay >= 0 (default 0 for sgd, 0.01 for adamw; decoupled in adamw)\n"
     "  --seed N          seed for init and shuffling (default 42)\n"
     "  --threads N       CPU threads (default 2)\n"
     "  --workers N       data loader threads (default 0: batches are built by the training threads)\n"
@@ -39,11 +47,32 @@ static const char usage[] =
     "  --csv FILE.csv    fit: the same records as CSV, with a header line\n"
     "  --save FILE.safetensors  fit: save the weights at the end (also after Ctrl-C), as\n"
     "                    safetensors with PyTorch's names (0.weight, 0.bias, 2.weight, 2.bias)\n"
+    "  --save-best METRIC  fit: with --save, FILE holds the weights of the best epoch by the valid\n"
+    "                    METRIC (accuracy: highest, loss: lowest), written whenever it improves,\n"
+    "                    instead of the last epoch's\n"
+    "  --early-stop N    fit: stop after N epochs without improvement of the valid --save-best\n"
+    "                    metric (default loss), then put the best epoch's weights back\n"
+    "  --min-delta X     fit: with --early-stop, an improvement must exceed X (default 0)\n"
     "  --no-progress     no bars: the lesson's metric lines only\n"
+    "predict (inference in eval mode, no grad, through the validation batch path):\n"
+    "  --weights FILE    the safetensors weights of --model (from fit --save); required\n"
+    "  --data DIR        with no images named: the 10000 test images of DIR; prints the accuracy\n"
+    "  --images FILE     an IDX images file (raw or .gz), (N, 28, 28) or (N, 1, 28, 28)\n"
+    "  --labels FILE     its IDX labels: prints the accuracy\n"
+    "  IMAGE...          PNG or JPEG files, 28x28 (colour is made grey as PIL's convert('L');\n"
+    "                    other sizes are refused): one line each, FILE: class N (name) p=0.xxxx\n"
+    "  --bs N            batch size (default 1024)\n"
+    "  --verbose         IDX sets: a line per image too\n"
     "  --help            this text\n";
 
 typedef struct opts {
   const char *cmd, *data, *plot, *log, *csv, *save, *model;
+  const char *opt, *sched;
+  double wd;                    /* < 0: the optimiser's default */
+  const char *save_best, *weights, *images, *labels;   /* fit: --save-best; predict: the rest */
+  int early_stop, verbose, n_files;
+  double min_delta;
+  const char **files;                                  /* predict: the image files named */
   int epochs, bs, threads, workers, progress;
   double lr, mom;
   unsigned long long seed;
@@ -79,23 +108,46 @@ static int parse_double(const char *flag, const char *v, double *out) {
   return 0;
 }
 
+/* Which command takes which of the newer flags (the older ones are taken by fit and lr_find,
+ * and --bs/--threads/--workers/--data/--device/--model by predict too). */
+static int flag_for_cmd(const char *f, const char *cmd) {
+  static const char *const fit_only[] = {"--save-best", "--early-stop", "--min-delta"};
+  static const char *const predict_only[] = {"--weights", "--images", "--labels"};
+  static const char *const not_predict[] = {"--epochs", "--lr", "--mom", "--seed", "--plot", "--log", "--csv", "--save"};
+  for (size_t k = 0; k < sizeof fit_only / sizeof *fit_only; k++)
+    if (!strcmp(f, fit_only[k]) && strcmp(cmd, "fit")) return bad(f, NULL, "is a flag of fit only");
+  for (size_t k = 0; k < sizeof predict_only / sizeof *predict_only; k++)
+    if (!strcmp(f, predict_only[k]) && strcmp(cmd, "predict")) return bad(f, NULL, "is a flag of predict only");
+  for (size_t k = 0; k < sizeof not_predict / sizeof *not_predict; k++)
+    if (!strcmp(f, not_predict[k]) && !strcmp(cmd, "predict")) return bad(f, NULL, "is not a flag of predict");
+  return 0;
+}
+
 static int parse(int argc, char **argv, opts *o) {
+  int r0;
   *o = (opts){.model = "mlp", .epochs = 1, .bs = 1024, .threads = 2, .workers = 0, .progress = 1, .lr = 0.2,
-              .mom = 0.85, .seed = 42, .device = "auto"};
+              .mom = 0.85, .seed = 42, .device = "auto", .opt = "sgd", .sched = "none", .wd = -1};
   if (argc < 2) return fprintf(stderr, "%s", usage), 2;
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return fputs(usage, stdout), -1;
   o->cmd = argv[1];
-  if (strcmp(o->cmd, "fit") && strcmp(o->cmd, "lr_find") && strcmp(o->cmd, "summary"))
-    return bad("command", o->cmd, "unknown (expected fit, lr_find or summary; see --help)");
+  if (strcmp(o->cmd, "fit") && strcmp(o->cmd, "lr_find") && strcmp(o->cmd, "predict") && strcmp(o->cmd, "summary"))
+    return bad("command", o->cmd, "unknown (expected fit, lr_find, predict or summary; see --help)");
+  int predict = !strcmp(o->cmd, "predict");
+  o->files = calloc((size_t)argc, sizeof *o->files);
   for (int i = 2; i < argc; i++) {
     const char *f = argv[i];
     if (!strcmp(f, "--help") || !strcmp(f, "-h")) return fputs(usage, stdout), -1;
+    if (predict && f[0] != '-') { o->files[o->n_files++] = f; continue; }   /* an image file */
     if (!strcmp(f, "--no-progress")) { o->progress = 0; continue; }
+    if (!strcmp(f, "--verbose") && predict) { o->verbose = 1; continue; }
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
-                                       "--data", "--device", "--plot", "--log", "--csv", "--save", "--model"};
+                                       "--data", "--device", "--plot", "--log", "--csv", "--save", "--model",
+                                       "--opt", "--sched", "--wd",
+                                       "--save-best", "--early-stop", "--min-delta", "--weights", "--images", "--labels"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
     if (!known) return bad(f, NULL, "unknown flag (see --help)");
+    if ((r0 = flag_for_cmd(f, o->cmd))) return r0;
     if (i + 1 >= argc) return bad(f, NULL, "needs a value");
     const char *v = argv[++i];
     int r = 0;
@@ -116,6 +168,15 @@ static int parse(int argc, char **argv, opts *o) {
       if ((r = parse_double(f, v, &o->mom))) return r;
       if (o->mom < 0 || o->mom >= 1) return bad(f, v, "must be in [0, 1)");
       o->use_mom = 1;
+    } else if (!strcmp(f, "--opt")) {
+      if (strcmp(v, "sgd") && strcmp(v, "adamw")) return bad(f, v, "unknown optimiser (must be sgd or adamw)");
+      o->opt = v;
+    } else if (!strcmp(f, "--sched")) {
+      if (strcmp(v, "none") && strcmp(v, "onecycle")) return bad(f, v, "unknown schedule (must be none or onecycle)");
+      o->sched = v;
+    } else if (!strcmp(f, "--wd")) {
+      if ((r = parse_double(f, v, &o->wd))) return r;
+      if (o->wd < 0) return bad(f, v, "must be >= 0");
     } else if (!strcmp(f, "--device")) {
       if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) return bad(f, v, "must be cpu, cuda or auto");
       o->device = v;
@@ -139,10 +200,42 @@ static int parse(int argc, char **argv, opts *o) {
       return bad(f, v, "this flexlearn was built without cJSON (make CJSON=0): no safetensors");
 #endif
       o->save = v;
-    }
+    } else if (!strcmp(f, "--save-best")) {
+      if (strcmp(v, "accuracy") && strcmp(v, "loss")) return bad(f, v, "must be accuracy or loss (a metric of fit)");
+      o->save_best = v;
+    } else if (!strcmp(f, "--early-stop")) r = parse_int(f, v, 1, 100000, &o->early_stop);
+    else if (!strcmp(f, "--min-delta")) {
+      if ((r = parse_double(f, v, &o->min_delta))) return r;
+      if (o->min_delta < 0) return bad(f, v, "must be >= 0");
+    } else if (!strcmp(f, "--weights")) o->weights = v;
+    else if (!strcmp(f, "--images")) o->images = v;
+    else if (!strcmp(f, "--labels")) o->labels = v;
     if (r) return r;
   }
+  if (strcmp(o->cmd, "fit") && strcmp(o->sched, "none")) return bad("--sched", o->sched, "applies to fit only");
+  if (o->save_best && !o->save) return bad("--save-best", o->save_best, "needs --save FILE.safetensors (where the best weights go)");
+  if (o->min_delta > 0 && !o->early_stop) return bad("--min-delta", NULL, "needs --early-stop N");
+  if (predict) {
+    if (!o->weights) return bad("--weights", NULL, "is required: predict needs FILE.safetensors (from fit --save)");
+    if (o->labels && !o->images) return bad("--labels", o->labels, "needs --images FILE");
+    if (o->images && o->n_files) return bad("--images", o->images, "give either --images or image files, not both");
+    if (o->data && (o->images || o->n_files))
+      return bad("--data", o->data, "the test set of --data is predicted only when no images are given");
+  } else if (o->n_files) return bad(o->files[0], NULL, "unexpected argument (see --help)");
   return 0;
+}
+
+/* The Learner's opt_func: the chosen optimiser with --wd (the only way to hand it a setting). */
+static double g_wd = -1;
+static fl_optimizer *sgd_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_sgd_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
+}
+static fl_optimizer *adamw_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_adamw_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
 }
 
 /* The directory a new file would go into must exist (checked before any work is done). */
@@ -188,10 +281,118 @@ static int check_data(const char *dir, const fl_dataset *ds, const char *split) 
   return 0;
 }
 
+/* ---- what fit's valid batches and predict's batches share (the hook for models that want
+ * other inputs, e.g. conv nets: (B, 1, 28, 28), normalised) ---- */
+/* 1: batches of (B, 784) pixels / 255; 0: (B, 1, 28, 28). Every model of today takes flat rows. */
+static int model_flat_input(const char *model) { (void)model; return 1; }
+/* Callbacks a model needs on every batch it sees (a batch transform...), after DeviceCB; fit and
+ * predict both add them. The conv nets: the course's BatchTransformCB(_norm), (x - 0.28) / 0.35,
+ * fused into the loaders' conversion. Returns the new count. */
+static int add_model_cbs(const char *model, fl_callback **cbs, int n) {
+  if (fl_model_is_conv(model)) cbs[n++] = fl_normalize_cb_new(0.28f, 0.35f);
+  return n;
+}
+
+/* ---- predict ---- */
+static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+
+/* Images the model can take (784 pixels) and labels it can have (0..9), else one line naming the file. */
+static int check_predict_data(const fl_dataset *ds, const char *images, const char *labels) {
+  if ((int64_t)ds->c * ds->h * ds->w != 28 * 28) {
+    fprintf(stderr, "flexlearn: %s: images are %dx%dx%d; the model needs 784 pixels (1x28x28)\n", images, ds->c,
+            ds->h, ds->w);
+    return 1;
+  }
+  if (ds->n_classes > 10) {
+    fprintf(stderr, "flexlearn: %s: label %d; the model has 10 classes (labels 0..9)\n", labels, ds->n_classes - 1);
+    return 1;
+  }
+  return 0;
+}
+
+static int predict_main(const opts *o) {
+  fl_init(o->threads);
+  fl_device dev = FL_CPU;
+  int r = resolve_device(o->device, o->model, &dev);
+  if (r) return r;
+  fl_module *model = fl_model_new(o->model, 0);
+  fl_status s = fl_load_safetensors(model, o->weights);
+  if (s != FL_OK) {
+    fprintf(stderr, "flexlearn: %s\n", fl_last_error());
+    fl_module_free(model);
+    return 1;
+  }
+  /* what to predict: image files, an IDX file (with labels or not), or the test set */
+  fl_dataset *ds = NULL;
+  const char *dir = o->data ? o->data : fl_default_data_dir();
+  char images[4200], labels[4200];
+  if (o->n_files) s = fl_dataset_from_images(o->files, o->n_files, 28, 28, &ds);
+  else if (o->images) s = fl_dataset_from_idx(o->images, o->labels, &ds);
+  else s = fl_fashion_mnist_split(dir, 0, &ds);
+  snprintf(images, sizeof images, "%s", o->images ? o->images : o->n_files ? "" : dir);
+  snprintf(labels, sizeof labels, "%s", o->labels ? o->labels : images);
+  if (s != FL_OK || check_predict_data(ds, images, labels)) {
+    if (s != FL_OK) fprintf(stderr, "flexlearn: %s\n", fl_last_error());
+    fl_dataset_free(ds), fl_module_free(model);
+    return 1;
+  }
+  int has_labels = ds->n_classes > 0;
+  /* the loader and learner of validation: same batches (flat pixels / 255), DeviceCB, eval, no grad */
+  fl_dataloader_cfg cfg = {.bs = o->bs, .shuffle = 0, .seed = 0, .n_workers = o->workers,
+                           .flat = model_flat_input(o->model)};
+  fl_dataloader *dl = fl_dataloader_new(ds, &cfg);
+  int32_t *cls = malloc((size_t)ds->n * sizeof *cls);
+  float *p = malloc((size_t)ds->n * sizeof *p);
+  if (!dl || !cls || !p) {
+    fprintf(stderr, "flexlearn: %s\n", dl ? "out of memory for the predictions" : fl_last_error());
+    fl_dataloader_free(dl), free(cls), free(p), fl_dataset_free(ds), fl_module_free(model);
+    return 1;
+  }
+  fl_callback *cbs[8] = {fl_device_cb_new(dev)};
+  int ncb = add_model_cbs(o->model, cbs, 1);
+  fl_learner *l = fl_learner_new(model, NULL, fl_cross_entropy, 0.1f, cbs, ncb, NULL, &fl_train_ops);
+  int64_t got = 0;
+  double t0 = fl_now();
+  s = fl_get_preds(l, dl, cls, p, NULL, &got);
+  double dt = fl_now() - t0;
+  if (s == FL_OK && got != ds->n) s = fl_error(FL_ERR, "predicted %lld of %lld images", (long long)got, (long long)ds->n);
+  if (s != FL_OK) fprintf(stderr, "flexlearn: %s\n", fl_last_error()[0] ? fl_last_error() : fl_status_str(s));
+  else {
+    int64_t correct = 0;
+    for (int64_t i = 0; i < ds->n; i++) correct += has_labels && cls[i] == ds->y[i];
+    for (int64_t i = 0; i < ds->n; i++) {
+      if (o->n_files)
+        printf("%s: class %d (%s) p=%.4f\n", o->files[i], cls[i], fashion_names[cls[i] % 10], (double)p[i]);
+      else if (o->verbose || !has_labels) {
+        printf("%s[%lld]: class %d (%s) p=%.4f", images, (long long)i, cls[i], fashion_names[cls[i] % 10], (double)p[i]);
+        if (has_labels) printf(" label %d (%s)", ds->y[i], fashion_names[ds->y[i] % 10]);
+        putchar('\n');
+      }
+    }
+    if (!o->n_files)
+      printf("predicted %lld images in %.1f ms (%.0f images/s) on %s, bs %d\n", (long long)ds->n, 1e3 * dt,
+             dt > 0 ? (double)ds->n / dt : 0.0, fl_device_name(dev), o->bs);
+    if (has_labels) printf("accuracy: %.4f\n", (double)correct / (double)ds->n);
+  }
+  fl_learner_free(l);
+  fl_dataloader_free(dl);
+  free(cls), free(p);
+  fl_dataset_free(ds);
+  fl_module_free(model);
+  return s == FL_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   opts o;
   int r = parse(argc, argv, &o);
-  if (r) return r < 0 ? 0 : r;
+  if (r) return free(o.files), r < 0 ? 0 : r;
+  if (!strcmp(o.cmd, "predict")) {
+    r = predict_main(&o);
+    free(o.files);
+    return r;
+  }
+  free(o.files);
   if (!strcmp(o.cmd, "summary")) {   /* the model's table: no data, no device */
     fl_init(o.threads);
     fl_module *m = fl_model_new(o.model, o.seed);
@@ -222,7 +423,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   fl_dataloaders dls = {0};
-  s = fl_get_dls(&dls, train, valid, o.bs, o.seed, o.workers, 1);
+  s = fl_get_dls(&dls, train, valid, o.bs, o.seed, o.workers, model_flat_input(o.model));
   if (s != FL_OK) {
     fprintf(stderr, "flexlearn: %s\n", fl_last_error());
     fl_dataset_free(train), fl_dataset_free(valid);
@@ -230,12 +431,11 @@ int main(int argc, char **argv) {
   }
   fl_module *model = fl_model_new(o.model, o.seed);
   int is_fit = !strcmp(o.cmd, "fit");
-  fl_callback *cbs[10];
+  fl_callback *cbs[14], *save_cb = NULL, *stop_cb = NULL;
   int n = 0;
   cbs[n++] = fl_device_cb_new(dev);
+  n = add_model_cbs(o.model, cbs, n);
   cbs[n++] = fl_interrupt_cb_new();   /* Ctrl-C: stop after this batch, clean up, exit 130 */
-  /* the course's BatchTransformCB(_norm) for the conv nets, fused into the loaders' conversion */
-  if (fl_model_is_conv(o.model)) cbs[n++] = fl_normalize_cb_new(0.28f, 0.35f);
   if (is_fit) {
     fl_metric *acc = fl_multiclass_accuracy_new();
     const char *name = "accuracy";
@@ -245,14 +445,39 @@ int main(int argc, char **argv) {
     cbs[n++] = fl_progress_cb_new(o.plot != NULL, o.plot, stdout, o.progress ? -1 : 0);
     if (o.log) cbs[n++] = fl_jsonl_cb_new(o.log);
     if (o.csv) cbs[n++] = fl_csv_cb_new(o.csv);
+    if (o.save_best) cbs[n++] = save_cb = fl_save_model_cb_new(o.save, o.save_best, FL_MODE_AUTO, o.model);
+    if (o.early_stop)   /* watches the --save-best metric, else the valid loss */
+      cbs[n++] = stop_cb = fl_early_stopping_cb_new(o.save_best ? o.save_best : "loss", FL_MODE_AUTO, o.early_stop,
+                                                    o.min_delta);
   }
-  fl_learner *l = o.use_mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, fl_sgd_new, (float)o.mom)
-                            : fl_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, fl_sgd_new, &fl_train_ops);
+  g_wd = o.wd;
+  fl_opt_fn opt_fn = !strcmp(o.opt, "adamw") ? adamw_with_wd : sgd_with_wd;
+  /* --sched onecycle: OneCycleLR over every training batch of the fit, --lr its peak */
+  fl_schedule sched = {0};
+  if (is_fit && !strcmp(o.sched, "onecycle") && o.epochs > 0 && fl_dataloader_len(dls.train) > 0) {
+    sched = fl_onecycle(o.lr, (int64_t)o.epochs * fl_dataloader_len(dls.train));
+    cbs[n++] = fl_batch_sched_cb_new(&sched);
+  }
+  fl_learner *l = o.use_mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, opt_fn, (float)o.mom)
+                            : fl_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, opt_fn, &fl_train_ops);
   if (is_fit) {
     s = fl_fit(l, o.epochs, 1, 1, NULL, 0, 0);
+    double best;
+    int best_epoch, count;
+    if (s == FL_OK && stop_cb && fl_best_cb_info(stop_cb, &best, &best_epoch, &count) && best_epoch >= 0) {
+      const char *m = o.save_best ? o.save_best : "loss";
+      if (count >= 0)
+        printf("early stop: no better valid %s for %d epochs, stopped after epoch %d; ", m, o.early_stop, count);
+      printf("weights of epoch %d (valid %s %.4f) restored\n", best_epoch, m, best);
+    }
     if (s == FL_OK) printf("weights fnv1a %016llx\n", (unsigned long long)fl_module_hash(model));
     /* after a whole fit, or one stopped by Ctrl-C (also FL_OK): keep what was trained */
-    if (s == FL_OK && o.save && (s = fl_save_safetensors(model, o.save, o.model)) == FL_OK)
+    if (s == FL_OK && save_cb && fl_best_cb_info(save_cb, &best, &best_epoch, &count)) {
+      if (count > 0)
+        printf("best weights (epoch %d, valid %s %.4f) saved to %s\n", best_epoch, o.save_best, best, o.save);
+      else
+        printf("no weights saved to %s: no epoch gave a finite valid %s\n", o.save, o.save_best);
+    } else if (s == FL_OK && o.save && (s = fl_save_safetensors(model, o.save, o.model)) == FL_OK)
       printf("weights saved to %s\n", o.save);
   } else {
     float sug;

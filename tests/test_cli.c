@@ -210,6 +210,15 @@ static void test_bad_flags(void) {
   BAD(2, "--seed", "fit", "--seed", "99999999999999999999999", "--log", g_log, "--plot", g_png);
   BAD(2, "--device", "fit", "--device", "gpu", "--log", g_log, "--plot", g_png);
   BAD(2, "--model", "fit", "--model", "vgg", "--log", g_log, "--plot", g_png);
+  BAD(2, "--opt", "fit", "--opt", "adam", "--log", g_log, "--plot", g_png);
+  EXPECTF(strstr(g_err, "sgd") && strstr(g_err, "adamw"), "should name the allowed values: %s", g_err);
+  BAD(2, "--opt", "fit", "--opt", "", "--log", g_log, "--plot", g_png);
+  BAD(2, "--sched", "fit", "--sched", "cosine", "--log", g_log, "--plot", g_png);
+  EXPECTF(strstr(g_err, "none") && strstr(g_err, "onecycle"), "should name the allowed values: %s", g_err);
+  BAD(2, "--sched", "lr_find", "--sched", "onecycle", "--data", g_good, "--plot", g_png);
+  BAD(2, "--wd", "fit", "--wd", "-0.1", "--log", g_log, "--plot", g_png);
+  BAD(2, "--wd", "fit", "--wd", "x", "--log", g_log, "--plot", g_png);
+  BAD(2, "--wd", "fit", "--wd", "nan", "--log", g_log, "--plot", g_png);
   BAD(2, "--plot", "fit", "--plot", "x.txt", "--log", g_log);
   BAD(2, "--plot", "lr_find", "--plot", "png", "--data", g_good);
   char missing_log[256], missing_png[256];
@@ -403,6 +412,43 @@ static void test_fit_run(void) {
   unlink(g_log), unlink(g_png);
 }
 
+/* --opt adamw --sched onecycle: runs, prints the lesson lines and a hash, the same hash twice
+ * (and at 1 thread), another than plain SGD's; --wd changes it; the explicit defaults
+ * (--opt sgd --sched none --wd 0) give plain SGD's hash exactly. */
+static void test_fit_adamw_onecycle(void) {
+  static char out1[sizeof g_out], sgd[sizeof g_out];
+  int rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed",
+               "7", "--opt", "adamw", "--sched", "onecycle", "--lr", "1e-2");
+  EXPECTF(rc == 0 && g_err[0] == 0, "rc %d: %s", rc, g_err);
+  EXPECTF(count_lines(g_out) == 5 && lesson_line(g_out, 0, 1) && strstr(g_out, "'epoch': 1, 'train': False}\n") &&
+              strstr(g_out, "weights fnv1a "),
+          "stdout:\n%s", g_out);
+  snprintf(out1, sizeof out1, "%s", g_out);
+  rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+           "--opt", "adamw", "--sched", "onecycle", "--lr", "1e-2");
+  EXPECTF(rc == 0 && !strcmp(g_out, out1), "second run differs:\n%s\nfirst:\n%s", g_out, out1);
+  rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+           "--opt", "adamw", "--sched", "onecycle", "--lr", "1e-2", "--threads", "1");
+  EXPECTF(rc == 0 && !strcmp(g_out, out1), "1 thread differs:\n%s\n2 threads:\n%s", g_out, out1);
+  rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+           "--opt", "adamw", "--sched", "onecycle", "--lr", "1e-2", "--wd", "0.1");
+  EXPECTF(rc == 0 && strcmp(g_out, out1), "--wd 0.1 changed nothing (rc %d)", rc);
+  rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+           "--lr", "1e-2");
+  snprintf(sgd, sizeof sgd, "%s", g_out);
+  EXPECTF(rc == 0 && strcmp(sgd, out1), "adamw + onecycle gave plain SGD's output (rc %d)", rc);
+  rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+           "--lr", "1e-2", "--opt", "sgd", "--sched", "none", "--wd", "0");
+  EXPECTF(rc == 0 && !strcmp(g_out, sgd), "explicit defaults differ from plain SGD:\n%s\n%s", g_out, sgd);
+  /* sgd + onecycle (momentum cycled, as torch does) and adamw without a schedule run too */
+  rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--opt", "sgd",
+           "--sched", "onecycle");
+  EXPECTF(rc == 0 && g_err[0] == 0 && count_lines(g_out) == 3, "rc %d: %s", rc, g_err);
+  rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--opt", "adamw",
+           "--lr", "1e-3");
+  EXPECTF(rc == 0 && g_err[0] == 0 && count_lines(g_out) == 3, "rc %d: %s", rc, g_err);
+}
+
 /* Every line of a JSON-lines log is whole ({"epoch": ... }\n); returns how many (-1: a broken one). */
 static int whole_log_lines(const char *path) {
   static char buf[1 << 16];
@@ -542,6 +588,7 @@ int main(void) {
   RUN(test_bad_data);
   RUN(test_device);
   RUN(test_fit_run);
+  RUN(test_fit_adamw_onecycle);
   RUN(test_lr_find_run);
   RUN(test_killed_run_keeps_log);
   RUN(test_sigint_run);

@@ -3,7 +3,7 @@
  *
  * Tolerances:
  *  - exact (==, so +0 equals -0; NaN equals NaN): memory, fill, binary, bias_add, relu,
- *    sum_bwd, mse_bwd, sgd_step, scale, gather, argmax_correct. Both backends do the same
+ *    sum_bwd, mse_bwd, sgd_step, scale, adam_step, sgd_mom_step, gather, argmax_correct. Both backends do the same
  *    IEEE operations in the same order (the CPU is built with -ffp-contract=off, the CUDA
  *    kernels use __fmul_rn / __fadd_rn so nothing is fused into an FMA).
  *  - gemm: max |C_gpu - C_cpu| / max |C_cpu| <= 1e-5 * sqrt(K) (different summation orders,
@@ -507,6 +507,48 @@ static void test_sgd_scale(void) {
   EXPECT(GPU->status() == FL_OK);
 }
 
+/* Adam / AdamW and SGD with momentum: three steps on the same state, every value (weights and
+ * the state buffers) exactly the CPU's (sqrt and division are correctly rounded on both). */
+static void test_adam_sgd_mom(void) {
+  NEED_GPU();
+  for (size_t c = 0; c < NELEM(ns); c++) {
+    size_t n = ns[c];
+    char what[96];
+    for (int k = 0; k < 2; k++) {   /* k = 0: AdamW (decoupled decay), 1: Adam (L2) */
+      float *p = hrand(n, -1, 1), *g = hrand(n, -1, 1), *m = hrand(n, -1, 1), *v = hrand(n, 0, 1);
+      float *dp = up(p, n * 4), *dg = up(g, n * 4), *dm = up(m, n * 4), *dv = up(v, n * 4);
+      for (int t = 1; t <= 3; t++) {
+        double lr = 1e-2, wd = 0.05, b1 = 0.9 - 0.02 * t, b2 = 0.999;
+        fl_adam_hyper h = {k ? (float)wd : 0.0f, k ? 1.0f : (float)(1 - lr * wd), (float)b1, (float)(1 - b1),
+                           (float)b2, (float)(1 - b2), (float)sqrt(1 - pow(b2, t)), 1e-8f,
+                           (float)-(lr / (1 - pow(b1, t)))};
+        CPU->adam_step(p, g, m, v, &h, n);
+        GPU->adam_step(dp, dg, dm, dv, &h, n);
+      }
+      float *r = down(dp, n), *rm = down(dm, n), *rv = down(dv, n);
+      snprintf(what, sizeof what, "adam_step n=%zu %s", n, k ? "Adam" : "AdamW");
+      EXPECT_EXACT(r, p, n, what);
+      EXPECT_EXACT(rm, m, n, what);
+      EXPECT_EXACT(rv, v, n, what);
+      free(r), free(rm), free(rv);
+      /* SGD with momentum on the same buffers: first step, then two more (nesterov when k) */
+      for (int t = 0; t < 3; t++) {
+        fl_sgd_hyper h = {0.05f, k ? 0.01f : 0.0f, 0.9f, k ? 1.0f : 0.9f, k, t == 0};
+        CPU->sgd_mom_step(p, g, m, &h, n);
+        GPU->sgd_mom_step(dp, dg, dm, &h, n);
+      }
+      r = down(dp, n), rm = down(dm, n);
+      snprintf(what, sizeof what, "sgd_mom_step n=%zu nesterov=%d", n, k);
+      EXPECT_EXACT(r, p, n, what);
+      EXPECT_EXACT(rm, m, n, what);
+      free(r), free(rm);
+      GPU->free(dp), GPU->free(dg), GPU->free(dm), GPU->free(dv);
+      free(p), free(g), free(m), free(v);
+    }
+  }
+  EXPECT(GPU->status() == FL_OK);
+}
+
 static void test_argmax_correct(void) {
   NEED_GPU();
   static const int Ns[] = {1, 10, 33};
@@ -696,6 +738,7 @@ int main(void) {
   RUN(test_xent);
   RUN(test_mse);
   RUN(test_sgd_scale);
+  RUN(test_adam_sgd_mom);
   RUN(test_argmax_correct);
   RUN(test_mean_update);
   RUN(test_nonfinite);

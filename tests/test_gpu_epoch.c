@@ -1,5 +1,6 @@
 /* A full epoch on the GPU against the same epoch on the CPU (same seed, same batches): the
- * metrics must agree within tolerance. Skips without a GPU. Uses Fashion-MNIST when it is
+ * metrics must agree within tolerance; with SGD, and with AdamW + OneCycle stepped per batch
+ * (whose moments must then live on the GPU with the model). Skips without a GPU. Uses Fashion-MNIST when it is
  * present ($FLEXLEARN_DATA or the default directory), else skips too.
  *
  * Tolerances: the GPU sums in other orders (cuBLAS, tree reductions), so weights drift apart
@@ -12,6 +13,7 @@
 
 static fl_log_entry g_log[2][4];   /* [device][phase entries] */
 static int g_n[2];
+static int g_adamw;                /* run_epoch trains with AdamW + BatchSchedCB(OneCycle) */
 
 static void capture(void *ctx, const fl_log_entry *e) {
   int d = (int)(intptr_t)ctx;
@@ -29,8 +31,15 @@ static fl_status run_epoch(fl_device dev, fl_dataset *train, fl_dataset *valid) 
   fl_metrics_cb *mc = (fl_metrics_cb *)cbs[2];
   mc->log = capture;
   mc->log_ctx = (void *)(intptr_t)(dev == FL_CUDA);
-  fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, 0.2f, cbs, 3, fl_sgd_new, NULL);
+  fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, g_adamw ? 1e-2f : 0.2f, cbs, 3,
+                                 g_adamw ? fl_adamw_new : fl_sgd_new, NULL);
+  fl_schedule sc = fl_onecycle(1e-2, fl_dataloader_len(dls.train));
+  if (g_adamw) fl_learner_add_cb(l, fl_batch_sched_cb_new(&sc));
   s = fl_fit(l, 1, 1, 1, NULL, 0, 0);
+  if (g_adamw && s == FL_OK) {
+    EXPECT(l->opt->n_bufs == 2 && l->opt->n_steps == fl_dataloader_len(dls.train));
+    for (int i = 0; i < l->opt->n_bufs; i++) EXPECT(l->opt->bufs[i]->device == dev);
+  }
   fl_learner_free(l);
   fl_module_free(m);
   fl_dataloaders_free(&dls);
@@ -55,8 +64,16 @@ static void test_epoch_gpu_vs_cpu(void) {
   fl_dataset_free(tr), fl_dataset_free(va), fl_dataset_free(tr2), fl_dataset_free(va2);
 }
 
+static void test_epoch_adamw_onecycle_gpu_vs_cpu(void) {
+  g_adamw = 1;
+  g_n[0] = g_n[1] = 0;
+  test_epoch_gpu_vs_cpu();
+  g_adamw = 0;
+}
+
 int main(void) {
   fl_init(2);
   RUN(test_epoch_gpu_vs_cpu);
+  RUN(test_epoch_adamw_onecycle_gpu_vs_cpu);
   return test_summary();
 }

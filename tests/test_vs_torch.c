@@ -2,6 +2,8 @@
  * flexlearn's initial weights and in flexlearn's sample order, trained by flexlearn's Learner
  * and by PyTorch (tools/epoch_vs_torch.py): the final weights must agree within 1e-5 absolute
  * (fp32 over 59 steps of 784-long sums; measured ~2e-7) and the valid metrics to 3 decimals.
+ * The same with the course's recipe, AdamW (weight_decay 0.01) + OneCycleLR(max_lr 1e-2,
+ * total_steps 59) stepped per batch (BatchSchedCB): the same tolerances.
  * Skips when Debian's python3-torch or the Fashion-MNIST files are not there. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +57,7 @@ static void write_order(const char *path, const fl_dataset *tr, int bs, uint64_t
   free(id.x);
 }
 
-static void test_epoch_equals_pytorch(void) {
+static void epoch_vs_pytorch(int adamw) {
   if (!have_torch()) SKIP("no PyTorch at /usr/bin/python3 (apt-get install python3-torch)");
   fl_dataset *tr, *va;
   if (fl_fashion_mnist(NULL, &tr, &va) != FL_OK) SKIP("Fashion-MNIST not found");
@@ -76,19 +78,23 @@ static void test_epoch_equals_pytorch(void) {
   fl_callback *cbs[2] = {fl_train_cb_new(1), fl_metrics_cb_new(1, &acc, &name)};
   fl_metrics_cb *mc = (fl_metrics_cb *)cbs[1];
   mc->log = NULL;
-  fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, 0.2f, cbs, 2, fl_sgd_new, NULL);
+  const float lr = adamw ? 1e-2f : 0.2f;
+  fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, lr, cbs, 2, adamw ? fl_adamw_new : fl_sgd_new, NULL);
+  fl_schedule sc = fl_onecycle(lr, fl_dataloader_len(dls.train));
+  if (adamw) fl_learner_add_cb(l, fl_batch_sched_cb_new(&sc));
   EXPECT(fl_fit(l, 1, 1, 1, NULL, 0, 0) == FL_OK);
   write_floats(final, m);
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/epoch_vs_torch.py '%s' %s %s %s 1024 0.2",
-           fl_default_data_dir(), init, order, final);
+  /* %.17g: Python's max_lr is exactly the float flexlearn's schedule starts from */
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/epoch_vs_torch.py '%s' %s %s %s 1024 %.17g%s",
+           fl_default_data_dir(), init, order, final, (double)lr, adamw ? " adamw onecycle" : "");
   FILE *p = popen(cmd, "r");
   char line[256] = "";
   double tacc = -1, tloss = -1, dw = 1;
   while (p && fgets(line, sizeof line, p))
     if (sscanf(line, "torch: acc=%lf loss=%lf max_dw=%lf", &tacc, &tloss, &dw) == 3) break;
   EXPECT(p && pclose(p) == 0);
-  printf("  flexlearn: acc=%.4f loss=%.4f | torch: acc=%.4f loss=%.4f | max |dw| %.3g\n", mc->last.values[0],
-         mc->last.values[1], tacc, tloss, dw);
+  printf("  %s: flexlearn: acc=%.4f loss=%.4f | torch: acc=%.4f loss=%.4f | max |dw| %.3g\n",
+         adamw ? "AdamW+OneCycle" : "SGD", mc->last.values[0], mc->last.values[1], tacc, tloss, dw);
   EXPECTF(dw <= 1e-5, "weights differ from PyTorch's by %g", dw);
   EXPECT(fabs(mc->last.values[0] - tacc) < 5e-4 && fabs(mc->last.values[1] - tloss) < 5e-4);
   fl_learner_free(l);
@@ -98,8 +104,12 @@ static void test_epoch_equals_pytorch(void) {
   unlink(init), unlink(order), unlink(final), rmdir(dir);
 }
 
+static void test_epoch_equals_pytorch(void) { epoch_vs_pytorch(0); }
+static void test_epoch_adamw_onecycle_equals_pytorch(void) { epoch_vs_pytorch(1); }
+
 int main(void) {
   fl_init(2);
   RUN(test_epoch_equals_pytorch);
+  RUN(test_epoch_adamw_onecycle_equals_pytorch);
   return test_summary();
 }

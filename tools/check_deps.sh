@@ -1,7 +1,7 @@
 #!/bin/sh
 # Checks, before anything is compiled, that the libraries this build needs are installed, and
 # names the Debian package of each one that is missing (make deps installs them all).
-#   env: CC, DNNL (1: oneDNN), CAIRO (1: cairo), CJSON (1: cJSON), CUDA (1: the CUDA plugin), NVCC
+#   env: CC, DNNL (1: oneDNN), CAIRO (1: cairo), CJSON (1: cJSON), PNG (1: libpng), JPEG (1: libjpeg), CUDA (1: the CUDA plugin), NVCC
 # Exit 0 when everything is there; otherwise one line per missing piece on stderr, exit 1.
 CC=${CC:-cc}
 missing=""
@@ -17,6 +17,8 @@ EXTRA=""
 need zlib.h zlib1g-dev
 [ "${CJSON:-1}" = 1 ] && need cjson/cJSON.h libcjson-dev "make CJSON=0, no safetensors weights"
 [ "${DNNL:-1}" = 1 ] && need oneapi/dnnl/dnnl.h libdnnl-dev "make DNNL=0, a plain C GEMM, much slower"
+[ "${PNG:-1}" = 1 ] && need png.h libpng-dev "make PNG=0, predict reads no PNG images"
+[ "${JPEG:-1}" = 1 ] && need jpeglib.h libjpeg62-turbo-dev "make JPEG=0, predict reads no JPEG images"
 if [ "${CAIRO:-1}" = 1 ]; then
   if ! command -v pkg-config >/dev/null 2>&1; then
     echo "flexlearn: missing pkg-config (finds cairo): install the Debian package pkg-config" >&2

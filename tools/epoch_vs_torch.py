@@ -4,7 +4,9 @@ tests/test_vs_torch.c: reads the initial weights (PyTorch's parameter order, flo
 epoch's sample order that flexlearn used, trains one epoch (SGD, lr, bs, cross-entropy), and
 prints the valid accuracy and loss and the largest difference from flexlearn's final weights.
 
-usage: epoch_vs_torch.py DATA_DIR INIT.bin PERM.bin FINAL.bin BS LR
+usage: epoch_vs_torch.py DATA_DIR INIT.bin PERM.bin FINAL.bin BS LR [OPT [SCHED]]
+  OPT: sgd (default) or adamw (torch's defaults, weight_decay 0.01); SCHED: none (default) or
+  onecycle (OneCycleLR(max_lr=LR, total_steps=the epoch's batches), stepped after each batch)
 output: "torch: acc=0.6836 loss=0.8450 max_dw=1.19e-07 blas=openblas:/usr/lib/.../libblas.so.3"
 (blas = the BLAS library this process's torch calls, as bench/torch_peer.py reports it)
 """
@@ -17,6 +19,8 @@ from torch_peer import blas_loaded
 
 data, init, perm, final, bs, lr = sys.argv[1:7]
 bs, lr = int(bs), float(lr)
+opt_name = sys.argv[7] if len(sys.argv) > 7 else 'sgd'
+sched_name = sys.argv[8] if len(sys.argv) > 8 else 'none'
 torch.set_num_threads(1)
 
 def idx(name):
@@ -41,11 +45,15 @@ with torch.no_grad():
         o += p.numel()
 order = torch.from_numpy(np.fromfile(perm, np.int32).astype(np.int64))
 assert sorted(order.tolist()) == list(range(len(xt))), 'not a permutation'
-opt = torch.optim.SGD(m.parameters(), lr)
+opt = torch.optim.AdamW(m.parameters(), lr) if opt_name == 'adamw' else torch.optim.SGD(m.parameters(), lr)
+n_batches = (len(order) + bs - 1) // bs
+sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=n_batches) if sched_name == 'onecycle' else None
 for i in range(0, len(order), bs):
     b = order[i:i + bs]
     F.cross_entropy(m(xt[b]), yt[b]).backward()
     opt.step()
+    if sched:
+        sched.step()
     opt.zero_grad()
 with torch.no_grad():
     p = m(xv)

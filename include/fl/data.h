@@ -49,13 +49,38 @@ typedef struct fl_dataset {
 
 /* Builds a dataset from an images file (N, H, W) or (N, C, H, W) and a labels file (N).
  * Errors (fl_idx_read's, or FL_ERR_FORMAT for wrong ndim / count mismatch) name the file and
- * what is wrong. On success *out is new: free with fl_dataset_free. */
+ * what is wrong. On success *out is new: free with fl_dataset_free. labels may be NULL (images
+ * to predict): then every label is 0 and n_classes is 0. */
 fl_status fl_dataset_from_idx(const char *images, const char *labels, fl_dataset **out);
 void fl_dataset_free(fl_dataset *ds);   /* accepts NULL */
 /* Uploads the dataset (uint8 images, int32 labels) to dev once; DataLoaders over it then
  * gather and convert batches on that device (no per-batch host->device copy of pixels). The
  * host copy is kept. FL_ERR_NOMEM / FL_ERR_DEVICE on failure. */
 fl_status fl_dataset_to(fl_dataset *ds, fl_device dev);
+
+/* ---- images from outside: PNG (libpng) and JPEG (libjpeg-turbo), as 8-bit grey ----
+ * Decoded as PIL's Image.open(f).convert('L') decodes them: grey stays grey (1/2/4-bit grey
+ * scaled to 0..255); colour (RGB, palette, JPEG's YCbCr via libjpeg's RGB output with its
+ * default ISLOW DCT and fancy upsampling) becomes L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16;
+ * alpha and tRNS are dropped (not composited). 16-bit PNG samples are rounded to 8 bits (PIL
+ * differs there). Strict: any libpng error or libjpeg warning (corrupt data, a file that ends
+ * early) is an error; CMYK JPEGs are refused. */
+typedef struct fl_image {
+  uint8_t *data;        /* (h, w) grey, malloc'd: free with fl_image_free */
+  int h, w;
+} fl_image;
+#define FL_IMAGE_MAX_PIXELS (1 << 22)   /* what fl_image_read accepts (4 Mpx) */
+/* Decodes n bytes (PNG or JPEG, told by their first bytes) into *out. Errors, one line starting
+ * "name: ": FL_ERR_FORMAT (not PNG/JPEG, corrupt, truncated, over max_pixels, CMYK), FL_ERR_ARG
+ * (a build without that library: PNG=0 / JPEG=0), FL_ERR_NOMEM; *out is then zeroed. */
+fl_status fl_image_decode(const uint8_t *p, size_t n, const char *name, int64_t max_pixels, fl_image *out);
+/* Reads and decodes the file at path (at most 64 MB, FL_IMAGE_MAX_PIXELS); FL_ERR_IO when it
+ * cannot be opened or read or is not a regular file. */
+fl_status fl_image_read(const char *path, fl_image *out);
+void fl_image_free(fl_image *img);   /* accepts NULL and a zeroed image */
+/* A dataset (n, 1, h, w) of the n image files, each of which must be h x w (else FL_ERR_FORMAT
+ * naming the file and its size); labels all 0, n_classes 0. The first failing file's error. */
+fl_status fl_dataset_from_images(const char *const *paths, int n, int h, int w, fl_dataset **out);
 
 /* The directory used when none is given: $FLEXLEARN_DATA, else /usr/share/datasets/fashion-mnist */
 const char *fl_default_data_dir(void);
@@ -65,6 +90,9 @@ const char *fl_default_data_dir(void);
  * decompressed in parallel (two threads). On success both datasets are new (free each with
  * fl_dataset_free); on failure both are NULL and the reason names the missing/bad file. */
 fl_status fl_fashion_mnist(const char *dir, fl_dataset **train, fl_dataset **valid);
+/* One split of it: the training set (train = 1) or the 10000 test images (train = 0), found as
+ * fl_fashion_mnist finds them. On success *out is new (free with fl_dataset_free). */
+fl_status fl_fashion_mnist_split(const char *dir, int train, fl_dataset **out);
 
 /* ---- batches ---- */
 #define FL_BATCH_MAX 4

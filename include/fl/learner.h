@@ -185,6 +185,27 @@ fl_callback *fl_csv_cb_new(const char *path);
  * chart (with bars) and `png` (may be NULL) with train and valid loss written after fit. Order 1. */
 fl_callback *fl_progress_cb_new(int plot, const char *png, FILE *out, int bars);
 
+/* BaseSchedCB (12_accel_sgd) with a schedule that is a pure function of the step index
+ * (fl_schedule): the schedule's values are written into every group of learn->opt (lr, and
+ * beta1 or mom when it cycles momentum), in training only.
+ * BatchSchedCB: before each training batch, the values of step opt->n_steps, the optimiser's
+ * count of steps taken, so step k uses the schedule's value k: exactly the lr sequence of
+ * torch's scheduler stepped after each batch (BatchSchedCB's after_batch), and resuming with a
+ * restored n_steps continues the schedule where it stopped. Also in before_fit, so the
+ * optimiser shows the first step's values from the start.
+ * EpochSchedCB: before each training epoch, the values of index learn->epoch (torch's
+ * scheduler stepped after each training epoch).
+ * Past the schedule's end the last values are kept, and one line says so on stderr (once per
+ * callback). Order 0. */
+typedef struct fl_sched_cb {
+  fl_callback cb;
+  fl_schedule sched;
+  int per_batch;                /* 1: BatchSchedCB, 0: EpochSchedCB */
+  int warned;                   /* the past-the-end line was printed */
+} fl_sched_cb;
+fl_callback *fl_batch_sched_cb_new(const fl_schedule *sched);
+fl_callback *fl_epoch_sched_cb_new(const fl_schedule *sched);
+
 /* LRFinderCB. The lesson's first version: lr *= lr_mult after each training batch, stops when
  * loss > 3 x min. The second: an ExponentialLR(gamma) scheduler, stops when the loss is NaN or
  * > max_mult x min. Both cancel validation epochs and plot loss against lr (log x) into png. */
@@ -209,6 +230,51 @@ double fl_lr_steepest(const double *lrs, const double *losses, int n);
  * when lrs/losses/n are not NULL, copies of the curve (free them). */
 fl_status fl_lr_find(fl_learner *l, float gamma, float max_mult, float start_lr, int max_epochs,
                      const char *png, float *suggested, double **lrs, double **losses, int *n);
+
+/* ---- watching a metric across epochs: SaveModelCB, EarlyStoppingCB ----
+ * Both monitor one value of MetricsCB's log entry (`monitor`: a metric's name, e.g. "accuracy",
+ * or "loss") of the valid phase (of the train phase when the fit has no valid phase), after
+ * MetricsCB computed it (their orders are above MetricsCB's and the loggers'). mode: FL_MODE_MIN,
+ * FL_MODE_MAX, or FL_MODE_AUTO (min when the name contains "loss", else max). The first finite
+ * value is always an improvement; a NaN never is. At before_fit the name must be one of
+ * MetricsCB's (else the fit fails with FL_ERR_ARG naming the known ones). */
+enum { FL_MODE_AUTO = 0, FL_MODE_MIN = 1, FL_MODE_MAX = 2 };
+enum { FL_ORDER_SAVE_MODEL = 8, FL_ORDER_EARLY_STOPPING = 10 };
+/* SaveModelCB: whenever the monitored value improves, writes the model's weights to `path` with
+ * fl_save_safetensors (atomic: a crash leaves the previous best), model_name into the metadata
+ * (may be NULL). A failed write stops the fit with its error. Strings are copied. */
+fl_callback *fl_save_model_cb_new(const char *path, const char *monitor, int mode, const char *model_name);
+/* EarlyStoppingCB: after `patience` (>= 1) watched epochs in a row without an improvement of more
+ * than min_delta (>= 0) over the best, cancels the fit (FL_CANCEL_FIT from after_epoch: the
+ * callbacks of higher order skip that after_epoch). At cleanup_fit, whether it fired or not (or
+ * the fit failed), the weights of the best epoch are copied back into the model (a copy of its
+ * flat parameters kept on the model's device; no file). */
+fl_callback *fl_early_stopping_cb_new(const char *monitor, int mode, int patience, double min_delta);
+/* For a SaveModelCB or EarlyStoppingCB after a fit: the best value (NaN when none), its epoch
+ * (-1 when none), and *count = the number of files written (SaveModelCB) or the epoch it stopped
+ * the fit at (EarlyStoppingCB; -1 when it did not). Any pointer may be NULL. 0 for any other
+ * callback. */
+int fl_best_cb_info(const fl_callback *cb, double *best, int *best_epoch, int *count);
+
+/* ---- inference ----
+ * fl_predict: one batch through the model in eval mode under no-grad: x as the model takes it
+ * (e.g. (B, 784) for "mlp"), on the model's device; the results live in g (reset by the caller
+ * between batches). For each of the B rows writes, to host arrays the caller owns: classes[i] =
+ * the argmax of the logits (the first one on ties, as MulticlassAccuracy), p[i] = its softmax
+ * probability; probs (may be NULL) gets the whole softmax (B, C). The model's training flag is
+ * restored. FL_OK, or an error from the forward. */
+fl_status fl_predict(fl_module *model, fl_graph *g, fl_tensor *x, int32_t *classes, float *p, float *probs);
+/* The same from logits (B, C) already computed (e.g. learn->preds), on any device. */
+void fl_preds_decode(const fl_tensor *logits, int32_t *classes, float *p, float *probs);
+/* The Learner's validation loop over `dl` (fastai's get_preds, miniai's capture_preds): fit(1,
+ * train=False) with dl as the valid loader and a callback capturing each batch's predictions, so
+ * the batches take the path validation takes (DeviceCB, any batch transform, the model in eval
+ * mode, no grad, get_loss against dl's labels). Writes for the dl's n rows, in order, classes[n]
+ * and p[n] (and probs[n*C] when not NULL; C = the model's outputs); *n_out = n. Every callback
+ * of the learner runs, as in fastai (a MetricsCB logs a valid line, a JsonlCB writes it: build
+ * the learner for prediction with the ones wanted). The learner's dls, optimiser, dl's epoch
+ * counter and callbacks are as before. */
+fl_status fl_get_preds(fl_learner *l, fl_dataloader *dl, int32_t *classes, float *p, float *probs, int64_t *n_out);
 
 #ifdef __cplusplus
 }

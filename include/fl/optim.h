@@ -1,7 +1,12 @@
 /* flexlearn optimisers and schedulers.
  *
- * An optimiser holds parameter groups whose fields (lr, mom, wd) are public and writable: the
- * LR finder does `for (i..) opt->groups[i].lr *= mult`, as the lesson does with param_groups.
+ * An optimiser holds parameter groups whose fields (lr, mom, wd, beta1, ...) are public and
+ * writable: the LR finder does `for (i..) opt->groups[i].lr *= mult`, as the lesson does with
+ * param_groups, and a schedule (fl_schedule) writes lr and beta1 / mom before each step.
+ *
+ * The optimisers follow torch.optim's update rules (SGD, Adam, AdamW; float32 throughout, the
+ * scalars of a step computed in double as Python does), checked against PyTorch in
+ * tests/test_optim.c.
  */
 #ifndef FL_OPTIM_H
 #define FL_OPTIM_H
@@ -16,8 +21,15 @@ typedef struct fl_param_group {
   fl_tensor **params;   /* borrowed from the model */
   int n_params;
   float lr;
-  float mom;            /* for optimisers that use it (later issues) */
-  float wd;             /* weight decay, applied as p -= lr * wd * p */
+  float mom;            /* SGD's momentum (torch's `momentum`; 0: plain SGD) */
+  float wd;             /* weight decay: SGD and Adam add wd * p to the gradient (L2); AdamW
+                           decays the weights, p *= 1 - lr * wd, before its update */
+  /* Adam / AdamW (torch's betas and eps); a schedule that cycles momentum writes beta1.
+   * Doubles, as Python's floats: 1 - beta1 and the bias corrections come out as torch's. */
+  double beta1, beta2, eps;
+  /* SGD (torch's dampening and nesterov; used only when mom != 0) */
+  float dampening;
+  int nesterov;
 } fl_param_group;
 
 typedef struct fl_optimizer fl_optimizer;
@@ -38,10 +50,32 @@ struct fl_optimizer {
   const char *buf_names[4];
   int n_bufs;
   int64_t n_steps;
+  /* 1 for the Adam family: a schedule that cycles momentum writes groups[].beta1; 0 (SGD): it
+   * writes groups[].mom (torch's OneCycleLR: "betas" in the optimiser's defaults or not). */
+  int has_betas;
 };
 
-/* SGD over every parameter of model, one group with that lr. Free with fl_opt_free. */
+/* SGD over every parameter of model, one group with that lr and torch.optim.SGD's defaults
+ * (mom, dampening, wd 0, nesterov off): p -= lr * (g + wd * p). With mom != 0 in a group it is
+ * torch's SGD with momentum: bufs[0] "momentum_buffer" (laid out like model->flat, so the model
+ * must be collated) is made at the first such step and set to that step's gradients. A step
+ * with mom == 0 runs the plain kernel (the bits of before momentum existed). Free with
+ * fl_opt_free. */
 fl_optimizer *fl_sgd_new(fl_module *model, float lr);
+/* Adam (torch.optim.Adam, coupled L2: g += wd * p) and AdamW (torch.optim.AdamW, decoupled:
+ * p *= 1 - lr * wd) over every parameter of a collated model (fl_module_collate; the model is
+ * collated if it is not yet), one group with that lr and torch's defaults: betas (0.9, 0.999),
+ * eps 1e-8, weight_decay 0 (Adam) / 0.01 (AdamW); change them in groups[]. The moments live in
+ * bufs[0] "exp_avg" and bufs[1] "exp_avg_sq", flat f32 tensors laid out like model->flat (the
+ * padding between parameters stays 0), zero at first, on the model's device (moved there at
+ * the next step when the model moved). The bias corrections use n_steps, the optimiser's
+ * count of steps: a parameter without a gradient at a step is skipped (as in torch), but still
+ * counts that step (torch counts per parameter; the two agree whenever every parameter has a
+ * gradient at every step). With one group covering the whole model and every gradient
+ * present, a step is one kernel over the flat buffers; otherwise one per parameter. Free
+ * with fl_opt_free. */
+fl_optimizer *fl_adam_new(fl_module *model, float lr);
+fl_optimizer *fl_adamw_new(fl_module *model, float lr);
 /* An optimiser factory (the Learner's opt_func). */
 typedef fl_optimizer *(*fl_opt_fn)(fl_module *model, float lr);
 
@@ -60,6 +94,40 @@ typedef struct fl_sched {
 } fl_sched;
 fl_sched fl_exp_lr(fl_optimizer *opt, float gamma);
 void fl_sched_step(fl_sched *s);
+
+/* ---- schedules: pure functions of the step index ----
+ * A schedule gives the lr (and the momentum, for schedules that cycle it) that optimiser step i
+ * (0-based) uses; it holds no state, so resuming needs only the step count (fl_optimizer's
+ * n_steps). Values are computed in double as PyTorch's schedulers do in Python, then stored in
+ * the groups' float fields. Every group gets the same values. Past the end (i >= total_steps)
+ * the last step's values are kept. */
+typedef enum fl_schedule_kind { FL_SCHED_ONECYCLE = 1, FL_SCHED_COSINE = 2 } fl_schedule_kind;
+typedef struct fl_schedule {
+  fl_schedule_kind kind;
+  int64_t total_steps;      /* OneCycle's total_steps, CosineAnnealing's T_max (>= 1) */
+  double max_lr;            /* OneCycle: the peak lr; Cosine: the starting (base) lr */
+  /* OneCycle (torch.optim.lr_scheduler.OneCycleLR) */
+  double pct_start;         /* share of the steps spent warming up (torch: 0.3) */
+  double div_factor;        /* initial lr = max_lr / div_factor (25) */
+  double final_div_factor;  /* min lr = initial lr / final_div_factor (1e4) */
+  int anneal_linear;        /* 0: cosine annealing (torch's 'cos'), 1: 'linear' */
+  int three_phase;          /* torch's three_phase (False) */
+  int cycle_momentum;       /* 1: beta1 (Adam family) or mom (SGD) cycles max_mom -> base_mom -> max_mom */
+  double base_mom, max_mom; /* 0.85, 0.95 */
+  /* Cosine (torch.optim.lr_scheduler.CosineAnnealingLR, its closed form) */
+  double eta_min;           /* the lr the cosine reaches at step T_max (0) */
+} fl_schedule;
+/* OneCycleLR(max_lr, total_steps) with PyTorch's defaults (listed above). */
+fl_schedule fl_onecycle(double max_lr, int64_t total_steps);
+/* CosineAnnealingLR(T_max, eta_min) from base_lr: eta_min + (base_lr - eta_min) * (1 +
+ * cos(pi * i / T_max)) / 2. Does not cycle momentum. */
+fl_schedule fl_cosine(double base_lr, int64_t t_max, double eta_min);
+/* The lr and momentum (NaN when the schedule does not cycle it) for step i >= 0. Returns 0, or
+ * 1 when i is past the end (the values are then those of step total_steps - 1). */
+int fl_schedule_at(const fl_schedule *s, int64_t i, double *lr, double *mom);
+/* Writes step i's lr (and beta1 or mom, see has_betas) into every group of o. Returns what
+ * fl_schedule_at returned. */
+int fl_schedule_apply(const fl_schedule *s, fl_optimizer *o, int64_t i);
 
 #ifdef __cplusplus
 }

@@ -128,8 +128,11 @@ fl_tensor *fl_cross_entropy(fl_graph *g, fl_tensor *logits, fl_tensor *targets);
 /* Mean squared error, same shapes; grad flows to pred only. */
 fl_tensor *fl_mse(fl_graph *g, fl_tensor *pred, fl_tensor *target);
 
-/* ---- conv-net ops (issue 7). x is NCHW, contiguous. CPU: oneDNN primitives (plain C loops in
- * the DNNL=0 build); on a CUDA tensor they abort (FL_CHECK) "...: not implemented on CUDA yet". */
+/* ---- conv-net ops (issue 7). Inputs f32, contiguous, NCHW. CPU: oneDNN primitives (plain C
+ * loops in the DNNL=0 build), every result the same bits at any thread count. Misuse (shapes,
+ * dtypes, devices) aborts with file:line (FL_CHECK). On a CUDA tensor, until the CUDA kernels
+ * exist, an op returns NULL with fl_error(FL_ERR_DEVICE, "fl_conv2d: not implemented on CUDA
+ * yet"), so the loss is NULL and fl_backward / the Learner report that line. */
 /* Conv2d: x (N,C,H,W), w (O,C,k,k), b (O) or NULL -> (N,O,Ho,Wo), Ho = (H + 2*pad - k)/stride + 1.
  * k 1/3/5, stride 1/2, pad k/2 (any pad >= 0, stride >= 1 accepted). */
 fl_tensor *fl_conv2d(fl_graph *g, fl_tensor *x, fl_tensor *w, fl_tensor *b, int stride, int pad);

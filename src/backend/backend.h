@@ -18,6 +18,25 @@ extern "C" {
 
 typedef enum fl_binop { FL_OP_ADD = 0, FL_OP_SUB = 1, FL_OP_MUL = 2 } fl_binop;
 
+/* The scalars of one Adam / AdamW step, computed on the host in double (as torch does in
+ * Python) and rounded to float (as torch hands Python scalars to float kernels). */
+typedef struct fl_adam_hyper {
+  float wd;             /* Adam's coupled L2: g += wd * p (0 for AdamW) */
+  float decay;          /* AdamW's decoupled decay: p *= decay = 1 - lr * wd (1 for Adam) */
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float bc2_sqrt;       /* sqrt(1 - beta2^t) */
+  float eps;
+  float neg_step_size;  /* -lr / (1 - beta1^t) */
+} fl_adam_hyper;
+
+/* The scalars of one SGD-with-momentum step (torch.optim.SGD's rule). */
+typedef struct fl_sgd_hyper {
+  float lr, wd, mom;
+  float one_minus_dampening;
+  int nesterov;
+  int first;            /* 1: the buffer is set to the gradient (torch's first step) */
+} fl_sgd_hyper;
+
 /* A 2-d convolution's geometry: x (N,C,H,W), w (O,C,k,k), y (N,O,Ho,Wo), NCHW contiguous. */
 typedef struct fl_conv_shape {
   int N, C, H, W, O, k, stride, pad, Ho, Wo;
@@ -82,6 +101,16 @@ typedef struct fl_backend {
   void (*sgd_step)(float *p, const float *g, float lr, float wd, size_t n);
   /* x *= s */
   void (*scale)(float *x, float s, size_t n);
+  /* Adam / AdamW over n elements, in this order, each value rounded to float:
+   *   g' = g + wd * p;  p = p * decay;
+   *   m = m * beta1 + one_minus_beta1 * g';  v = v * beta2 + (one_minus_beta2 * g') * g';
+   *   p = p + neg_step_size * (m / (sqrt(v) / bc2_sqrt + eps))
+   * (m: exp_avg, v: exp_avg_sq, same layout as p). */
+  void (*adam_step)(float *p, const float *g, float *m, float *v, const fl_adam_hyper *h, size_t n);
+  /* SGD with momentum (torch.optim.SGD) over n elements:
+   *   d = g + wd * p;  buf = first ? d : buf * mom + one_minus_dampening * d;
+   *   d = nesterov ? d + mom * buf : buf;  p = p - lr * d */
+  void (*sgd_mom_step)(float *p, const float *g, float *buf, const fl_sgd_hyper *h, size_t n);
 
   /* ---- metrics, accumulated on the device (read back once per epoch) ---- */
   /* acc[0] += count of rows where argmax(x[row]) == t[row]; acc[1] += M */
@@ -98,7 +127,8 @@ typedef struct fl_backend {
                     const int32_t *idx, int B, int row, float div);
 
   /* ---- conv-net kernels (issue 7). NCHW contiguous; `acc` as above. A NULL entry: not
-   * implemented on that device (the op aborts saying so; the CUDA table has none yet). ---- */
+   * implemented on that device (the CUDA table has none yet): the op then returns NULL with
+   * fl_error(FL_ERR_DEVICE, "fl_conv2d: not implemented on CUDA yet"). ---- */
   /* y = conv(x, w) + b (b may be NULL) */
   void (*conv2d_fwd)(const fl_conv_shape *s, float *y, const float *x, const float *w, const float *b);
   /* gx (+)= conv_transpose(gy, w) */
@@ -158,7 +188,7 @@ const fl_backend *fl_backend_for(fl_device d);
  * `abi` stays the first field forever; the core refuses a plugin whose abi or sizes differ
  * from its own. Bump FL_CUDA_PLUGIN_ABI whenever fl_backend's or fl_cuda_plugin's layout or
  * meaning changes. */
-#define FL_CUDA_PLUGIN_ABI 2   /* 2: the conv-net kernels (issue 7) */
+#define FL_CUDA_PLUGIN_ABI 3   /* 2: Adam/SGD-momentum steps; 3: the conv-net kernels (issue 7) */
 #define FL_CUDA_PLUGIN_ENTRY "fl__cuda_plugin"
 #define FL_CUDA_PLUGIN_NAME "libflexlearn_cuda.so"
 

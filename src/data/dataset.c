@@ -68,11 +68,22 @@ static fl_status dataset_from_parts(fl_idx *im, const char *impath, fl_idx *lb,
 }
 
 fl_status fl_dataset_from_idx(const char *images, const char *labels, fl_dataset **out) {
-  FL_CHECK(images && labels && out, "fl_dataset_from_idx: NULL argument");
+  FL_CHECK(images && out, "fl_dataset_from_idx: NULL argument");
   *out = NULL;
   fl_idx im, lb;
   fl_status st = fl_idx_read(images, &im);
   if (st) return st;
+  if (!labels) {   /* images to predict: labels all 0, n_classes 0 */
+    lb = (fl_idx){.data = calloc(im.dims[0] > 0 ? (size_t)im.dims[0] : 1, 1), .ndim = 1, .dims = {im.dims[0]},
+                  .n = (size_t)im.dims[0]};
+    if (!lb.data) {
+      fl_idx_free(&im);
+      return fl_error(FL_ERR_NOMEM, "%s: out of memory", images);
+    }
+    st = dataset_from_parts(&im, images, &lb, "(no labels)", out);
+    if (st == FL_OK) (*out)->n_classes = 0;
+    return st;
+  }
   if ((st = fl_idx_read(labels, &lb))) {
     fl_idx_free(&im);
     return st;
@@ -215,4 +226,14 @@ fl_status fl_fashion_mnist(const char *dir, fl_dataset **train, fl_dataset **val
     *train = NULL;
   }
   return st;
+}
+
+fl_status fl_fashion_mnist_split(const char *dir, int train, fl_dataset **out) {
+  FL_CHECK(out, "fl_fashion_mnist_split: out must not be NULL");
+  *out = NULL;
+  if (!dir) dir = fl_default_data_dir();
+  char im[4096], lb[4096];
+  fl_status st = find_file(dir, train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte", im, sizeof im);
+  if (!st) st = find_file(dir, train ? "train-labels-idx1-ubyte" : "t10k-labels-idx1-ubyte", lb, sizeof lb);
+  return st ? st : fl_dataset_from_idx(im, lb, out);
 }

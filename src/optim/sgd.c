@@ -1,12 +1,12 @@
-/* SGD over parameter groups, and the ExponentialLR scheduler. */
+/* SGD over parameter groups (torch.optim.SGD: momentum, dampening, nesterov, weight decay),
+ * the flat-state helpers the optimisers share, and the ExponentialLR scheduler. */
 #include <stdlib.h>
 
 #include "backend/backend.h"
 #include "fl/optim.h"
+#include "optim/optim_internal.h"
 
-/* With one group over a collated model whose every parameter has a gradient, the step is one
- * kernel over the flat buffers (the padding between parameters is zero in both, stays zero). */
-static int one_flat_group(const fl_optimizer *o) {
+int fl__opt_one_flat_group(const fl_optimizer *o) {
   if (o->n_groups != 1 || !o->model || !o->model->flat ||
       o->groups[0].n_params != fl_module_parameters(o->model, NULL, 0))
     return 0;
@@ -15,20 +15,75 @@ static int one_flat_group(const fl_optimizer *o) {
   return 1;
 }
 
+fl_tensor *fl__opt_add_buf(fl_optimizer *o, const char *name) {
+  FL_CHECK(o->model && o->model->flat && o->n_bufs < 4, "optimiser state needs a collated model");
+  fl_tensor *t = fl_tensor_new1(FL_F32, o->model->device, fl_numel(o->model->flat));
+  if (!t) return NULL;
+  o->bufs[o->n_bufs] = t;
+  o->buf_names[o->n_bufs++] = name;
+  return t;
+}
+
+fl_status fl__opt_bufs_follow(fl_optimizer *o) {
+  for (int i = 0; i < o->n_bufs; i++)
+    if (o->bufs[i]->device != o->model->device) {
+      fl_status s = fl_tensor_to(o->bufs[i], o->model->device);
+      if (s != FL_OK) return s;
+    }
+  return FL_OK;
+}
+
+size_t fl__opt_offset(const fl_optimizer *o, const fl_tensor *p) {
+  const float *base = o->model->flat->data, *at = p->data;
+  FL_CHECK(at >= base && at + fl_numel(p) <= base + fl_numel(o->model->flat),
+           "optimiser: a parameter is not in the model's flat buffer");
+  return (size_t)(at - base);
+}
+
+static fl_sgd_hyper sgd_hyper(const fl_param_group *g, int first) {
+  return (fl_sgd_hyper){g->lr, g->wd, g->mom, (float)(1.0 - (double)g->dampening), g->nesterov, first};
+}
+
+/* torch.optim.SGD: plain (mom == 0: p -= lr * (g + wd * p), the kernel and bits of before
+ * momentum existed) or with momentum, whose buffer ("momentum_buffer", laid out like
+ * model->flat) is made at the first step any group has mom != 0 and set to that step's
+ * gradients (torch's first step; a parameter without a gradient then gets its first update
+ * later from a zero buffer, as if its first gradient had been scaled by 1 - dampening). */
 static fl_status sgd_step(fl_optimizer *o) {
+  int any_mom = 0, first = 0;
+  for (int gi = 0; gi < o->n_groups; gi++) any_mom |= o->groups[gi].mom != 0.0f;
+  if (any_mom) {
+    FL_CHECK(o->model->flat, "SGD with momentum needs a collated model (fl_module_collate)");
+    fl_status s = fl__opt_bufs_follow(o);
+    if (s != FL_OK) return s;
+    if (!o->n_bufs) {
+      if (!fl__opt_add_buf(o, "momentum_buffer"))
+        return fl_error(FL_ERR_NOMEM, "SGD: out of memory for the momentum buffer (%s)", fl_last_error());
+      first = 1;
+    }
+  }
   o->n_steps++;
-  if (one_flat_group(o)) {
+  if (fl__opt_one_flat_group(o)) {
     fl_tensor *p = o->model->flat;
-    fl_backend_for(p->device)->sgd_step(p->data, o->model->flat_grad->data, o->groups[0].lr,
-                                        o->groups[0].wd, (size_t)fl_numel(p));
+    const fl_backend *be = fl_backend_for(p->device);
+    const fl_param_group *g = &o->groups[0];
+    if (g->mom == 0.0f) be->sgd_step(p->data, o->model->flat_grad->data, g->lr, g->wd, (size_t)fl_numel(p));
+    else {
+      fl_sgd_hyper h = sgd_hyper(g, first);
+      be->sgd_mom_step(p->data, o->model->flat_grad->data, o->bufs[0]->data, &h, (size_t)fl_numel(p));
+    }
     return FL_OK;
   }
   for (int gi = 0; gi < o->n_groups; gi++) {
     fl_param_group *g = &o->groups[gi];
+    fl_sgd_hyper h = sgd_hyper(g, first);
     for (int i = 0; i < g->n_params; i++) {
       fl_tensor *p = g->params[i];
       if (p->grad_none) continue;   /* no gradient since zero_grad: PyTorch skips it too */
-      fl_backend_for(p->device)->sgd_step(p->data, p->grad->data, g->lr, g->wd, (size_t)fl_numel(p));
+      const fl_backend *be = fl_backend_for(p->device);
+      if (g->mom == 0.0f) be->sgd_step(p->data, p->grad->data, g->lr, g->wd, (size_t)fl_numel(p));
+      else be->sgd_mom_step(p->data, p->grad->data, (float *)o->bufs[0]->data + fl__opt_offset(o, p), &h,
+                            (size_t)fl_numel(p));
     }
   }
   return FL_OK;

@@ -24,15 +24,20 @@ static double seg_sum(const float *x, int n) {
   return s + ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
-/* sum of (x - m)^2 and of a * (x - m) ... as above */
-static double seg_sqdev(const float *x, int n, double m) {
-  double l[8] = {0};
+/* the sum of x and of x^2 over x[0..n), each in 8 fixed lanes, in double, in one pass */
+static void seg_sum_sq(const float *x, int n, double *sum, double *sq) {
+  double l[8] = {0}, q[8] = {0};
   int i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) { double d = x[i + j] - m; l[j] += d * d; }
-  double s = 0;
-  for (; i < n; i++) { double d = x[i] - m; s += d * d; }
-  return s + ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    for (int j = 0; j < 8; j++) {
+      double v = x[i + j];
+      l[j] += v;
+      q[j] += v * v;
+    }
+  double s = 0, t = 0;
+  for (; i < n; i++) s += x[i], t += (double)x[i] * x[i];
+  *sum += s + ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+  *sq += t + ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
 }
 
 static double seg_dot_dev(const float *g, const float *x, int n, double m) {
@@ -55,11 +60,14 @@ void fl__cpu_bn_fwd(float *y, float *mean, float *invstd, const float *x, const 
   for (int c = 0; c < C; c++) {
     double m, var;
     if (training) {
-      double s = 0;
-      for (int n = 0; n < N; n++) s += seg_sum(x + ((size_t)n * C + c) * S, S);
+      /* one pass: sum and sum of squares in double. var = (sum x^2 - M mean^2) / M loses
+       * about log2(mean^2 / var) of double's 53 bits: exact to float precision unless
+       * |mean| > 1e4 std, which a network's activations are not. */
+      double s = 0, sq = 0;
+      for (int n = 0; n < N; n++) seg_sum_sq(x + ((size_t)n * C + c) * S, S, &s, &sq);
       m = s / M;
-      double q = 0;
-      for (int n = 0; n < N; n++) q += seg_sqdev(x + ((size_t)n * C + c) * S, S, m);
+      double q = sq - s * m;   /* the sum of squared deviations */
+      if (q < 0) q = 0;
       var = q / M;
       run_mean[c] = (float)((1.0 - momentum) * run_mean[c] + momentum * m);
       run_var[c] = (float)((1.0 - momentum) * run_var[c] + momentum * (M > 1 ? q / (M - 1) : var));

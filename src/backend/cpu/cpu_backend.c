@@ -196,6 +196,35 @@ static void cpu_scale(float *x, float s, size_t n) {
   for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
+/* torch.optim.Adam / AdamW's single-tensor update, one element at a time (backend.h) */
+static void cpu_adam_step(float *restrict p, const float *restrict g, float *restrict m,
+                          float *restrict v, const fl_adam_hyper *h, size_t n) {
+  const fl_adam_hyper k = *h;
+  for (size_t i = 0; i < n; i++) {
+    float gi = k.wd != 0.0f ? g[i] + k.wd * p[i] : g[i];
+    float pi = p[i] * k.decay;
+    float mi = m[i] * k.beta1 + k.one_minus_beta1 * gi;
+    float vi = v[i] * k.beta2 + (k.one_minus_beta2 * gi) * gi;
+    float denom = sqrtf(vi) / k.bc2_sqrt + k.eps;
+    p[i] = pi + k.neg_step_size * (mi / denom);
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+/* torch.optim.SGD with momentum (backend.h) */
+static void cpu_sgd_mom_step(float *restrict p, const float *restrict g, float *restrict buf,
+                             const fl_sgd_hyper *h, size_t n) {
+  const fl_sgd_hyper k = *h;
+  for (size_t i = 0; i < n; i++) {
+    float d = k.wd != 0.0f ? g[i] + k.wd * p[i] : g[i];
+    float b = k.first ? d : buf[i] * k.mom + k.one_minus_dampening * d;
+    buf[i] = b;
+    d = k.nesterov ? d + k.mom * b : b;
+    p[i] -= k.lr * d;
+  }
+}
+
 static void cpu_argmax_correct(double *acc, const float *x, const int32_t *t, int M, int N) {
   int64_t c = 0;
   for (int i = 0; i < M; i++) {
@@ -266,6 +295,8 @@ const fl_backend fl_backend_cpu = {
     .mse_bwd = cpu_mse_bwd,
     .sgd_step = cpu_sgd_step,
     .scale = cpu_scale,
+    .adam_step = cpu_adam_step,
+    .sgd_mom_step = cpu_sgd_mom_step,
     .argmax_correct = cpu_argmax_correct,
     .mean_update = cpu_mean_update,
     .nonfinite = cpu_nonfinite,

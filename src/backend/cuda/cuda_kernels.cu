@@ -579,6 +579,46 @@ void fl__cuda_scale(float *x, float s, size_t n) {
   cu_launched("scale");
 }
 
+/* Adam / AdamW (backend.h): the CPU's operations in its order, each rounded (no FMA), so the
+ * bits are the CPU's. The scalars come by value. */
+__global__ void k_adam_step(float *p, const float *g, float *m, float *v, fl_adam_hyper k,
+                            size_t n) {
+  CU_FOR(i, n) {
+    const float gi = k.wd != 0.0f ? __fadd_rn(g[i], __fmul_rn(k.wd, p[i])) : g[i];
+    const float pi = __fmul_rn(p[i], k.decay);
+    const float mi = __fadd_rn(__fmul_rn(m[i], k.beta1), __fmul_rn(k.one_minus_beta1, gi));
+    const float vi = __fadd_rn(__fmul_rn(v[i], k.beta2), __fmul_rn(__fmul_rn(k.one_minus_beta2, gi), gi));
+    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), k.bc2_sqrt), k.eps);
+    p[i] = __fadd_rn(pi, __fmul_rn(k.neg_step_size, __fdiv_rn(mi, denom)));
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+void fl__cuda_adam_step(float *p, const float *g, float *m, float *v, const fl_adam_hyper *h,
+                        size_t n) {
+  if (!n) return;
+  k_adam_step<<<cu_blocks(n, CU_THREADS), CU_THREADS, 0, STREAM>>>(p, g, m, v, *h, n);
+  cu_launched("adam_step");
+}
+
+/* SGD with momentum (backend.h), rounded as the CPU. */
+__global__ void k_sgd_mom_step(float *p, const float *g, float *buf, fl_sgd_hyper k, size_t n) {
+  CU_FOR(i, n) {
+    float d = k.wd != 0.0f ? __fadd_rn(g[i], __fmul_rn(k.wd, p[i])) : g[i];
+    const float b = k.first ? d : __fadd_rn(__fmul_rn(buf[i], k.mom), __fmul_rn(k.one_minus_dampening, d));
+    buf[i] = b;
+    d = k.nesterov ? __fadd_rn(d, __fmul_rn(k.mom, b)) : b;
+    p[i] = __fsub_rn(p[i], __fmul_rn(k.lr, d));
+  }
+}
+
+void fl__cuda_sgd_mom_step(float *p, const float *g, float *buf, const fl_sgd_hyper *h, size_t n) {
+  if (!n) return;
+  k_sgd_mom_step<<<cu_blocks(n, CU_THREADS), CU_THREADS, 0, STREAM>>>(p, g, buf, *h, n);
+  cu_launched("sgd_mom_step");
+}
+
 /* ---- metrics ---- */
 /* acc[0] += rows whose first maximum is at t[row]; acc[1] += M. One block (a thread per row,
  * integer counts), so the update of acc is a single ordered write. */
