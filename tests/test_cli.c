@@ -562,6 +562,24 @@ static void test_conv_models(void) {
   rc = CLI("fit", "--model", "resnet", "--data", g_conv, "--epochs", "1", "--bs", "16", "--no-progress", "--device",
            "cpu", "--seed", "7", "--threads", "2", "--lr", "0.05");
   EXPECTF(rc == 0 && !strcmp(g_out, out1), "threads 1:\n%sthreads 2:\n%s%s", out1, g_out, g_err);
+#ifndef FL_NO_CJSON
+  /* predict with the saved weights (buffers included) and the same input normalisation gives
+   * fit's valid accuracy */
+  char st[192], acc[16] = "";
+  path_in(st, sizeof st, "rn.safetensors");
+  rc = CLI("fit", "--model", "resnet", "--data", g_conv, "--epochs", "1", "--bs", "16", "--no-progress", "--device",
+           "cpu", "--seed", "7", "--lr", "0.05", "--save", st);
+  const char *v = strstr(g_out, "'train': True}\n{'accuracy': '");
+  if (v) snprintf(acc, sizeof acc, "%.5s", v + strlen("'train': True}\n{'accuracy': '"));
+  EXPECTF(rc == 0 && acc[0], "rc %d: %s%s", rc, g_out, g_err);
+  rc = CLI("predict", "--model", "resnet", "--weights", st, "--data", g_conv, "--device", "cpu");
+  const char *pa = strstr(g_out, "accuracy: ");
+  double pv = pa ? atof(pa + 10) : -1;
+  char pr[16];
+  snprintf(pr, sizeof pr, "%.3f", pv);
+  EXPECTF(rc == 0 && !strcmp(pr, acc), "fit's valid accuracy %s, predict's: rc %d: %s%s", acc, rc, g_out, g_err);
+  unlink(st);
+#endif
 }
 
 int main(void) {
