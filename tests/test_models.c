@@ -230,6 +230,7 @@ static void test_loader_normalisation(void) {
   fl_dataset_free(ds);
 }
 
+#ifndef FL_NO_CJSON
 /* Largest |a - b| over the largest |b| (a normwise relative error: elementwise ones blow up on
  * the entries that are ~0). */
 static double rel_err(const float *a, const double *b, int64_t n) {
@@ -324,6 +325,7 @@ static void step_vs_torch(const char *name) {
 }
 static void test_resnet_step_vs_torch(void) { step_vs_torch("resnet"); }
 static void test_cnn_step_vs_torch(void) { step_vs_torch("cnn"); }
+#endif
 
 /* summary: one row per top-level layer, the totals, and nothing about the model changed. */
 static void test_model_summary(void) {
