@@ -14,6 +14,7 @@
 
 static char dir[] = "/tmp/fl_models_XXXXXX";
 
+#ifndef FL_NO_CJSON
 static char *tmp_path(const char *name) {
   static char buf[4][256];
   static int k;
@@ -26,6 +27,7 @@ static int have_torch(void) {
   return access("/usr/bin/python3", X_OK) == 0 &&
          system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
 }
+#endif
 
 static void test_param_counts(void) {
   fl_module *r = fl_model_new("resnet", 1), *c = fl_model_new("cnn", 1), *p = fl_model_new("mlp", 1);
