@@ -46,6 +46,7 @@ const char *fl_event_name(fl_event e);   /* "before_fit", ... */
 typedef struct fl_learner fl_learner;
 typedef struct fl_callback fl_callback;
 typedef fl_status (*fl_cb_fn)(fl_callback *cb, fl_learner *learn);
+typedef struct fl_state fl_state;   /* a callback's state in a checkpoint: include/fl/checkpoint.h */
 
 /* A callback. Built-in ones embed it as their first member (cast the pointer back). */
 struct fl_callback {
@@ -54,6 +55,13 @@ struct fl_callback {
   fl_cb_fn on[FL_N_EVENTS];
   void (*free)(fl_callback *cb);   /* releases the callback; NULL when it is not heap-owned */
   void *ctx;                       /* for your own callbacks */
+  /* Checkpoints (optional, both or neither; include/fl/checkpoint.h): save_state puts into st
+   * what the callback needs to go on exactly where the fit is (accumulators mid-epoch, history,
+   * best value so far...); load_state puts it back, in before_fit of a resumed fit, after every
+   * callback's own before_fit handler, with learn->start_* telling where the fit resumes. A
+   * callback keyed by its name (a second one of the same name: "name#2"). */
+  fl_status (*save_state)(fl_callback *cb, fl_learner *l, fl_state *st);
+  fl_status (*load_state)(fl_callback *cb, fl_learner *l, const fl_state *st);
 };
 void fl_callback_free(fl_callback *cb);   /* calls cb->free; accepts NULL */
 
@@ -93,6 +101,13 @@ struct fl_learner {
   fl_graph *graph;              /* per-step arena + tape (owned) */
   struct fl_metrics_cb *metrics;/* set by MetricsCB in before_fit (learn.metrics = self) */
   void *user;                   /* yours */
+  /* Where fit starts: fl_fit sets all three to 0, a resume (CheckpointCB's before_fit) to the
+   * checkpoint's position: the epoch, its validation phase (skipping training) and the batch
+   * of that phase; start_iter is reset to 0 once that phase's loop starts, so before_epoch
+   * handlers can tell a phase resumed mid-way (start_iter > 0: MetricsCB keeps its restored
+   * accumulators). */
+  int start_epoch, start_valid;
+  int64_t start_iter;
 };
 
 /* Learner(model, dls, loss_func, lr, cbs, opt_func). Takes ownership of the n callbacks
