@@ -147,6 +147,12 @@ FUZZ_SRC_safetensors := src/nn/safetensors.c
 FUZZ_LIBS_safetensors := -lcjson
 $(FUZZ_BUILD)/fuzz_safetensors: FUZZ_CFLAGS += -DFL_SAFETENSORS_PARSE_ONLY
 $(FUZZ_BUILD)/fuzz_safetensors: src/nn/safetensors.c src/nn/safetensors_internal.h
+# the checkpoint reader: its metadata schema, then the safetensors reader on every tensor
+FUZZ_SRC_checkpoint := src/learner/checkpoint.c src/nn/safetensors.c
+FUZZ_LIBS_checkpoint := -lcjson -lm   # and -lz, which every harness links
+$(FUZZ_BUILD)/fuzz_checkpoint: FUZZ_CFLAGS += -DFL_CHECKPOINT_PARSE_ONLY -DFL_SAFETENSORS_PARSE_ONLY
+$(FUZZ_BUILD)/fuzz_checkpoint: src/learner/checkpoint.c src/learner/checkpoint_internal.h src/nn/safetensors.c \
+                               src/nn/safetensors_internal.h
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(FUZZ_LIBSRC) src/data/dataset.c \
                       src/data/idx_internal.h $(wildcard include/fl/*.h src/backend/*.h)

@@ -5,7 +5,8 @@
 # kilobytes in all, regenerated rather than committed. Usage: fuzz/seeds.sh DIR
 set -eu
 dir=${1:?usage: fuzz/seeds.sh DIR}
-mkdir -p "$dir/fuzz_idx" "$dir/fuzz_idx_gz" "$dir/fuzz_idx_deflate" "$dir/fuzz_dataset" "$dir/fuzz_safetensors"
+mkdir -p "$dir/fuzz_idx" "$dir/fuzz_idx_gz" "$dir/fuzz_idx_deflate" "$dir/fuzz_dataset" "$dir/fuzz_safetensors" \
+         "$dir/fuzz_checkpoint"
 
 # hex "00 00 08 01": those bytes on stdout (dash's printf has octal escapes, not \x)
 hex() { for h in $1; do printf "\\$(printf %03o "0x$h")"; done; }
@@ -41,12 +42,13 @@ ds mismatch     "18 00" "00 00 08 03 00 00 00 02 00 00 00 02 00 00 00 02 01 02 0
                 "00 00 08 01 00 00 00 03 03 09 01"
 
 # safetensors: the 8-byte little-endian header length, the JSON padded with spaces to a multiple
-# of 8, then data_n bytes of data. st NAME JSON DATA_N
+# of 8, then data_n bytes of data, into $stdir (fuzz_safetensors unless set). st NAME JSON DATA_N
+stdir=fuzz_safetensors
 st() {
   n=${#2}; hl=$(( (n + 7) / 8 * 8 ))
   hex "$(printf '%02x %02x %02x %02x 00 00 00 00' $((hl & 255)) $((hl >> 8 & 255)) $((hl >> 16 & 255)) $((hl >> 24 & 255)))" \
-    > "$dir/fuzz_safetensors/$1"
-  { printf '%s' "$2"; printf '%*s' $((hl - n)) ''; head -c "$3" /dev/zero | tr '\0' '\101'; } >> "$dir/fuzz_safetensors/$1"
+    > "$dir/$stdir/$1"
+  { printf '%s' "$2"; printf '%*s' $((hl - n)) ''; head -c "$3" /dev/zero | tr '\0' '\101'; } >> "$dir/$stdir/$1"
 }
 w0='"0.weight":{"dtype":"F32","shape":[3,4],"data_offsets":[0,48]}'
 b0='"0.bias":{"dtype":"F32","shape":[3],"data_offsets":[48,60]}'
@@ -61,3 +63,19 @@ st f16        "{$w0,$b0,$w2,\"2.bias\":{\"dtype\":\"F16\",\"shape\":[2],\"data_o
 st overlap    "{$w0,\"0.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[40,52]},$w2,$b2}" 92
 st shape      "{\"0.weight\":{\"dtype\":\"F32\",\"shape\":[4,3],\"data_offsets\":[0,48]},$b0,$w2,$b2}" 92
 st empty      "{}" 0
+
+# checkpoints of the same model (fuzz_checkpoint): the state as an escaped JSON string in
+# __metadata__, optimiser buffers and grad as flat F32 [64]
+stdir=fuzz_checkpoint
+cst() {  # cst NAME BUFS GRAD CALLBACKS -> the flexlearn_state entry
+  printf '"flexlearn_state":"{\\"version\\":1,\\"position\\":{\\"epoch\\":1,\\"phase\\":\\"train\\",\\"iter\\":3},\\"n_iter\\":23,\\"n_epochs\\":2,\\"loader_epochs\\":[2,1],\\"optimizer\\":{\\"name\\":\\"SGD\\",\\"n_steps\\":23,\\"bufs\\":[%s],\\"groups\\":[{\\"lr\\":\\"0x1.99999ap-3\\",\\"mom\\":\\"0x0p+0\\",\\"wd\\":\\"0x0p+0\\"}]},\\"grad\\":%s,\\"grad_none\\":[1,1,0,1],\\"flat_numel\\":64,\\"checkpoint\\":{\\"every\\":3,\\"keep\\":3},\\"config\\":{\\"--bs\\":\\"32\\"},\\"callbacks\\":{%s}}"' "$1" "$2" "$3"
+}
+cbs='\"MetricsCB\":{\"acc\":[\"0x1.8p+4\",\"0x1p+5\",\"0x1.2p+3\",\"0x1p+5\"]},\"JsonlCB\":{\"bytes\":120,\"rows\":2},\"ProgressCB\":{\"losses\":[\"0x1.2p+1\"],\"val_x\":[],\"val_losses\":[]}'
+cm() { printf '"__metadata__":{"format":"pt","flexlearn_model":"small",%s}' "$(cst "$1" "$2" "$3")"; }
+g='"grad":{"dtype":"F32","shape":[64],"data_offsets":[92,348]}'
+e1='"optim.exp_avg":{"dtype":"F32","shape":[64],"data_offsets":[92,348]}'
+e2='"optim.exp_avg_sq":{"dtype":"F32","shape":[64],"data_offsets":[348,604]}'
+st ckpt-sgd     "{$(cm '' false "$cbs"),$w0,$b0,$w2,$b2}" 92
+st ckpt-mom     "{$(cm '' true ''),$w0,$b0,$w2,$b2,$g}" 348
+st ckpt-adam    "{$(cm '\"exp_avg\",\"exp_avg_sq\"' false "$cbs"),$w0,$b0,$w2,$b2,$e1,$e2}" 604
+st ckpt-weights "{$meta,$w0,$b0,$w2,$b2}" 92

@@ -43,6 +43,7 @@ int fl_checkpoint_dir_has_any(const char *dir) { (void)dir; return 0; }
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "fl/checkpoint.h"
 #include "learner/checkpoint_internal.h"
@@ -249,8 +250,31 @@ void fl__ckpt_meta_free(fl__ckpt_meta *m) {
   memset(m, 0, sizeof *m);
 }
 
+/* The CRC of the whole file with its own 8 digits read as "00000000", against those digits. */
+static fl_status check_crc(const uint8_t *p, size_t n, uint64_t hl, const char *file) {
+  const char *key = FL__CKPT_CRC_KEY, *h = (const char *)p + 8;
+  size_t kl = strlen(key);
+  const char *at = memmem(h, (size_t)hl, key, kl), *again = at ? memmem(at + 1, (size_t)hl - (size_t)(at + 1 - h), key, kl) : NULL;
+  if (!at || again) return fl_error(FL_ERR_FORMAT, "%s: %s flexlearn_crc32 in __metadata__", file, at ? "more than one" : "no");
+  size_t d = (size_t)(at - h) + kl + 8;   /* offset of the digits in the file */
+  unsigned want = 0;
+  for (int i = 0; i < 8; i++) {
+    char c = d + 8 < 8 + hl ? (char)p[d + i] : 0;
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0) return fl_error(FL_ERR_FORMAT, "%s: flexlearn_crc32 is not 8 hex digits", file);
+    want = want << 4 | (unsigned)v;
+  }
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32_z(crc, p, d);
+  crc = crc32_z(crc, (const Bytef *)"00000000", 8);
+  crc = crc32_z(crc, p + d + 8, n - d - 8);
+  if ((unsigned)crc != want)
+    return fl_error(FL_ERR_FORMAT, "%s: corrupt: the CRC-32 of its bytes is %08x, the file says %08x", file, (unsigned)crc, want);
+  return FL_OK;
+}
+
 fl_status fl__ckpt_parse_mem(const void *pv, size_t n, const char *file, const fl__st_want *model, int n_model,
-                             fl__ckpt_meta *out) {
+                             int crc, fl__ckpt_meta *out) {
   const uint8_t *p = pv;
   memset(out, 0, sizeof *out);
   if (n < 8) return fl_error(FL_ERR_FORMAT, "%s: truncated: %zu bytes (not a checkpoint)", file, n);
@@ -289,6 +313,7 @@ fl_status fl__ckpt_parse_mem(const void *pv, size_t n, const char *file, const f
     st = fl__safetensors_parse_mem(p, n, file, want, nw, out->off);
     out->n_off = nw;
   }
+  if (st == FL_OK && crc) st = check_crc(p, n, hl, file);
   free(want);
   if (st != FL_OK) fl__ckpt_meta_free(out);
   return st;
@@ -376,7 +401,7 @@ fl_status fl_checkpoint_read(const char *path, fl_module *model, fl_checkpoint *
   int nm;
   fl__st_want *want = model_want(model, &nm, &names, &ts);
   fl_checkpoint *c = fl_xcalloc(1, sizeof *c);
-  fl_status st = fl__ckpt_parse_mem(map, n, path, want, nm, &c->meta);
+  fl_status st = fl__ckpt_parse_mem(map, n, path, want, nm, 1, &c->meta);
   free(want), fl__st_names_free(names, ts, nm);
   if (st == FL_OK && c->meta.n_params != nm)
     st = fl_error(FL_ERR_FORMAT, "%s: %d parameters' flags, the model has %d", path, c->meta.n_params, nm);

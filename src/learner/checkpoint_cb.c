@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "fl/checkpoint.h"
 
@@ -186,7 +187,7 @@ static fl_status save(ckpt_cb *c, fl_learner *l, const pos *at) {
   char *state_s = state ? cJSON_PrintUnformatted(state) : NULL;
   int ok = root && state_s && (meta = cJSON_AddObjectToObject(root, "__metadata__")) && cJSON_AddStringToObject(meta, "format", "pt") &&
            cJSON_AddStringToObject(meta, "flexlearn_model", c->model_name ? c->model_name : "") &&
-           cJSON_AddStringToObject(meta, "flexlearn_state", state_s);
+           cJSON_AddStringToObject(meta, "flexlearn_state", state_s) && cJSON_AddStringToObject(meta, "flexlearn_crc32", "00000000");
   uint64_t off = 0;
   size_t maxb = 1;
   for (int i = 0; ok && i < nt; i++) {
@@ -227,6 +228,12 @@ static fl_status save(ckpt_cb *c, fl_learner *l, const pos *at) {
     uint8_t len[8];
     for (int i = 0; i < 8; i++) len[i] = (uint8_t)((uint64_t)hl >> (8 * i));
     static const char spaces[8] = "        ";
+    /* the CRC of every byte in file order, its own digits as zeros, written in place at the end */
+    const char *digits = strstr(json, FL__CKPT_CRC_KEY);
+    FL_CHECK(digits, "CheckpointCB: no CRC placeholder in the header");
+    off_t crc_at = 8 + (digits - json) + (off_t)strlen(FL__CKPT_CRC_KEY);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32_z(crc, len, 8), crc = crc32_z(crc, (const Bytef *)json, jl), crc = crc32_z(crc, (const Bytef *)spaces, hl - jl);
     ok = write_all(fd, len, 8) == 0 && write_all(fd, json, jl) == 0 && write_all(fd, spaces, hl - jl) == 0;
     for (int i = 0; ok && i < nt; i++) {
       size_t bytes = (size_t)fl_numel(ts[i]) * sizeof(float);
@@ -240,8 +247,12 @@ static fl_status save(ckpt_cb *c, fl_learner *l, const pos *at) {
         fl_tensor_to_host(ts[i], buf);
         src = buf;
       }
+      crc = crc32_z(crc, src, bytes);
       ok = write_all(fd, src, bytes) == 0;
     }
+    char hx[9];
+    snprintf(hx, sizeof hx, "%08x", (unsigned)crc);
+    if (ok) ok = pwrite(fd, hx, 8, crc_at) == 8;
     if (ok) what = "fsync", ok = fsync(fd) == 0;
     int e = errno;
     if (close(fd) != 0 && ok) what = "close", ok = 0, e = errno;
@@ -286,7 +297,7 @@ static fl_status restore(ckpt_cb *c, fl_learner *l) {
     memcpy(want[i].shape, ps[i]->shape, sizeof want[i].shape);
   }
   fl__ckpt_meta m2;
-  fl_status st = fl__ckpt_parse_mem(k->p, k->n, file, want, np, &m2);
+  fl_status st = fl__ckpt_parse_mem(k->p, k->n, file, want, np, 0, &m2);   /* its CRC was checked by the read */
   free(want);
   if (st != FL_OK) return fl__st_names_free(names, ps, np), st;
   fl__ckpt_meta_free(&k->meta);

@@ -40,11 +40,17 @@ typedef struct fl__ckpt_meta {
 /* Validates checkpoint bytes p[0..n): the safetensors layout, __metadata__.flexlearn_state
  * against its schema, and the tensors: exactly the n_model wanted ones (the model's names and
  * shapes), "optim.<name>" per optimiser buffer and "grad" when the state says so, all F32,
- * covering the data once. `name` stands for the file in the one-line messages (FL_ERR_FORMAT,
+ * covering the data once, then the CRC. `name` stands for the file in the one-line messages (FL_ERR_FORMAT,
  * or FL_ERR_NOMEM). On success *out is filled (free with fl__ckpt_meta_free); on error it is
  * zeroed. p is only read, only during the call; nothing is allocated beyond the size of n. */
 fl_status fl__ckpt_parse_mem(const void *p, size_t n, const char *name, const fl__st_want *model, int n_model,
-                             fl__ckpt_meta *out);
+                             int check_crc, fl__ckpt_meta *out);
+
+/* The whole file's CRC-32 (zlib's) is in __metadata__ "flexlearn_crc32" as 8 hex digits, computed
+ * with those 8 digits as "00000000": any changed byte is caught, in the data too. check_crc 0
+ * skips it (the fuzz harness, to reach past it). */
+#define FL__CKPT_CRC_KEY "\"flexlearn_crc32\":\""
+
 void fl__ckpt_meta_free(fl__ckpt_meta *m);
 
 /* A callback's state: an object of the checkpoint's "callbacks" (borrowed when loading). */
