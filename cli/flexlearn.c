@@ -209,18 +209,22 @@ static int config_differs(const fl_checkpoint *ck, const char *const *kv, const 
   return 2;
 }
 
-/* Test hook: FLEXLEARN_TEST_KILL_AT=k kills the process (SIGKILL) at the start of the k-th batch
- * (training and validation batches, counted from 0 in this process): a crash at a known point. */
+/* Test hooks: FLEXLEARN_TEST_KILL_AT=k kills the process (SIGKILL) at the start of the k-th batch
+ * (training and validation batches, counted from 0 in this process): a crash at a known point;
+ * FLEXLEARN_TEST_SIGINT_AT=k sends it a SIGINT there instead (a Ctrl-C at a known point). */
 static long long g_kill_at = -1, g_batches;
+static int g_kill_sig;
 static fl_status kill_before_batch(fl_callback *cb, fl_learner *l) {
   (void)cb, (void)l;
-  if (g_batches++ == g_kill_at) raise(SIGKILL);
+  if (g_batches++ == g_kill_at) raise(g_kill_sig);
   return FL_OK;
 }
 static void kill_free(fl_callback *cb) { free(cb); }
 static fl_callback *kill_cb_new(void) {
-  const char *e = getenv("FLEXLEARN_TEST_KILL_AT");
-  if (!e || !*e) return NULL;
+  const char *e = getenv("FLEXLEARN_TEST_KILL_AT"), *i = getenv("FLEXLEARN_TEST_SIGINT_AT");
+  g_kill_sig = e && *e ? SIGKILL : SIGINT;
+  if (!(e && *e) && (e = i) == NULL) return NULL;
+  if (!*e) return NULL;
   g_kill_at = atoll(e);
   fl_callback *cb = fl_xcalloc(1, sizeof *cb);
   cb->name = "TestKillCB";

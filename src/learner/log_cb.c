@@ -48,6 +48,8 @@ static fl_status lcb_before_fit(fl_callback *cb, fl_learner *l) {
 static fl_status cut_back(log_cb *g) {
   if (!g->cut) return FL_OK;
   g->cut = 0;
+  struct stat sb;
+  if (fstat(fileno(g->f), &sb) == 0 && !S_ISREG(sb.st_mode)) return FL_OK;   /* a pipe, /dev/null: nothing to cut */
   if (fflush(g->f) != 0 || ftruncate(fileno(g->f), (off_t)g->bytes) != 0)
     return fl_error(FL_ERR_IO, "%s %s: cannot truncate the file: %s", g->flag, g->path, strerror(errno));
   return FL_OK;
