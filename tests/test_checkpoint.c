@@ -92,7 +92,7 @@ static int list_ckpts(const char *dir, char names[][96], int max) {
   while (d && (e = readdir(d)))
     if (!strncmp(e->d_name, "ckpt-", 5) && strlen(e->d_name) > 12 && !strcmp(e->d_name + strlen(e->d_name) - 12, ".safetensors") &&
         n < max)
-      snprintf(names[n++], 96, "%s", e->d_name);
+      snprintf(names[n++], 96, "%.95s", e->d_name);
   if (d) closedir(d);
   for (int i = 1; i < n; i++)   /* the names sort by position */
     for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
@@ -246,7 +246,10 @@ static fit_out fit(const fit_opts *o) {
   }
   if (o->drop_cb)
     for (int i = 0; i < n; i++)
-      if (!strcmp(cbs[i]->name, o->drop_cb)) fl_callback_free(cbs[i]), cbs[i--] = cbs[--n];
+      if (!strcmp(cbs[i]->name, o->drop_cb)) {
+        if (cbs[i] == &s->cb) s = NULL;
+        fl_callback_free(cbs[i]), cbs[i--] = cbs[--n];
+      }
   fl_opt_fn of = o->sgd_mom_opt ? other_opt : fl_sgd_new;
   fl_learner *l = o->mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, 0.3f, cbs, n, of, 0.6f)
                          : fl_learner_new(model, &dls, fl_cross_entropy, 0.3f, cbs, n, of, &fl_train_ops);
@@ -259,8 +262,8 @@ static fit_out fit(const fit_opts *o) {
     setrlimit(RLIMIT_FSIZE, &rl);
   }
   r.hash = fl_module_hash(model);
-  r.sum = s->sum;
-  r.loaded_ok = s->loaded_ok;
+  r.sum = s ? s->sum : 0;
+  r.loaded_ok = s ? s->loaded_ok : 0;
   if (kcb) snprintf(r.last, sizeof r.last, "%s", fl_checkpoint_cb_last(kcb));
   fl_learner_free(l);
   fl_module_free(model);
@@ -324,7 +327,7 @@ static void resume_from_each(int mom) {
     snprintf(ck, sizeof ck, "%.200s/%.95s", dir, names[i]);
     copy_file(log, rlog), copy_file(csv, rcsv);   /* the logs as they were after the kill: longer */
     rm_rf(rdir);
-    fit_out r = fit(&(fit_opts){.mom = mom, .every = 5, .dir = rdir, .resume = ck, .log = rlog, .csv = rcsv, .done = rdone});
+    fit_out r = fit(&(fit_opts){.mom = mom, .dir = rdir, .resume = ck, .log = rlog, .csv = rcsv, .done = rdone});
     int ok = r.st == FL_OK && r.hash == ref.hash && r.sum == ref.sum && r.loaded_ok;
     read_file(rlog, got, sizeof got), strip_seconds(got);
     ok &= !strcmp(got, ref_log);
@@ -703,14 +706,20 @@ static void test_write_time(void) {
   /* 4-1500-800-10: 4*1500+1500 + 1500*800+800 + 800*10+10 = 1,216,310 parameters */
   fl_module *mods[5] = {fl_linear_new(4, 1500, 1, &rng), fl_relu_new(), fl_linear_new(1500, 800, 1, &rng), fl_relu_new(),
                         fl_linear_new(800, 10, 1, &rng)};
-  fl_module *m = fl_sequential_new(5, mods);
-  fl_module_collate(m);
-  for (int grads = 0; grads <= 1; grads++) {   /* weights (4.9 MB), then weights + grads (MomentumLearner) */
+  fl_module *big = fl_sequential_new(5, mods), *mlp = fl_get_model(1, 784, 50, 10);
+  fl_module_collate(big);
+  for (int run = 0; run < 3; run++) {   /* weights (4.9 MB), weights + grads (MomentumLearner), the lesson's MLP */
+    int grads = run == 1;
+    fl_module *m = run < 2 ? big : mlp;
+    fl_dataset *dtr = run < 2 ? tr : fx_dataset(64, 4, 3);
+    if (run == 2) dtr->h = dtr->w = 28, dtr->x = realloc(dtr->x, 64 * 784), memset(dtr->x, 7, 64 * 784);
+    fl_dataloaders mdls;
+    fl_get_dls(&mdls, dtr, va, 32, 1, 0, 1);
     rm_rf(dir);
     fl_checkpoint_cfg cc = {.dir = dir, .every = 1, .keep = 2, .save_grad = grads};
     fl_callback *k = fl_checkpoint_cb_new(&cc);
     fl_callback *cbs[1] = {k};
-    fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, 0.01f, cbs, 1, fl_sgd_new, &fl_train_ops);
+    fl_learner *l = fl_learner_new(m, &mdls, fl_cross_entropy, 0.01f, cbs, 1, fl_sgd_new, &fl_train_ops);
     double t[5], sum = 0;
     for (int i = 0; i < 5; i++) {
       EXPECT(fl_fit(l, 1, 1, 0, NULL, 0, 0) == FL_OK);   /* 2 batches + the epoch end: 3 saves, the last timed */
@@ -723,8 +732,10 @@ static void test_write_time(void) {
     printf("checkpoint of %lld parameters%s, %lld bytes: min %.1f ms, median %.1f ms, max %.1f ms (write, fsync, rename, fsync dir)\n",
            (long long)fl_module_numel(m), grads ? " + grads" : "", (long long)sb.st_size, 1e3 * t[0], 1e3 * t[2], 1e3 * t[4]);
     fl_learner_free(l);
+    fl_dataloaders_free(&mdls);
+    if (run == 2) fl_dataset_free(dtr);
   }
-  fl_module_free(m);
+  fl_module_free(big), fl_module_free(mlp);
   fl_dataloaders_free(&dls);
   fl_dataset_free(tr), fl_dataset_free(va);
   rm_rf(dir);

@@ -180,9 +180,10 @@ fl_callback *fl_metrics_cb_new(int n, fl_metric **metrics, const char **names);
 /* "{'accuracy': '0.602', 'loss': '1.190', 'epoch': 0, 'train': True}" into buf. */
 const char *fl_log_entry_str(const fl_log_entry *e, char *buf, size_t n);
 /* Writes one JSON object per epoch and phase (epoch, train, loss, each metric, seconds, weights
- * hash) to path, created (truncated) at before_fit; each line is flushed as the phase ends, so
- * after a crash or a kill the file holds every finished phase. A write error stops the fit
- * with FL_ERR_IO naming the path. Order 2. */
+ * hash) to path, created at before_fit and truncated before the first record (in a fit resumed
+ * from a checkpoint: cut back to what it held then, and appended to); each line is flushed as
+ * the phase ends, so after a crash or a kill the file holds every finished phase. A write error
+ * stops the fit with FL_ERR_IO naming the path. Order 2. */
 fl_callback *fl_jsonl_cb_new(const char *path);
 /* The same records as CSV: a header (epoch,train,<metrics>,loss,seconds,weights_fnv1a) before
  * the first row, a non-finite value as an empty field; flushed row by row. Order 2. */

@@ -356,7 +356,7 @@ int fl__ckpt_list(const char *dir, fl__ckpt_file **out) {
       *out = nv;
     }
     fl__ckpt_file *f = &(*out)[n++];
-    snprintf(f->name, sizeof f->name, "%s", e->d_name);
+    snprintf(f->name, sizeof f->name, "%.95s", e->d_name);
     f->epoch = ep, f->valid = ph[0] == 'v', f->iter = it;
   }
   closedir(d);
