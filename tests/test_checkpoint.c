@@ -191,6 +191,7 @@ typedef struct fit_opts {
   int hook, hook_at;
   const char *drop_cb;           /* leave out the callback of that name */
   int sgd_mom_opt;               /* use a second, different optimiser name */
+  int cuda;                      /* train on the GPU (DeviceCB) */
 } fit_opts;
 
 typedef struct fit_out { fl_status st; uint64_t hash; double sum; int loaded_ok; char err[512]; char last[512]; } fit_out;
@@ -227,6 +228,7 @@ static fit_out fit(const fit_opts *o) {
   cbs[n++] = &s->cb;
   if (o->log) cbs[n++] = fl_jsonl_cb_new(o->log);
   if (o->csv) cbs[n++] = fl_csv_cb_new(o->csv);
+  if (o->cuda) cbs[n++] = fl_device_cb_new(FL_CUDA);
   fl_callback *kcb = NULL;
   if (o->dir) {
     fl_checkpoint *ck = NULL;
@@ -303,15 +305,16 @@ static void test_loader_begin_at(void) {
   fl_dataset_free(ds);
 }
 
-/* The uninterrupted fit (every batch checkpointed, all kept), then a resume from each checkpoint. */
-static void resume_from_each(int mom) {
+/* The uninterrupted fit (every batch checkpointed, all kept), then a resume from each checkpoint
+ * (every `stride`-th one). */
+static void resume_from_each(int mom, int cuda, int stride) {
   char dir[256], log[256], csv[256], done[256], rlog[256], rcsv[256], rdone[256], rdir[256];
   path_in(dir, sizeof dir, "all"), path_in(log, sizeof log, "ref.jsonl"), path_in(csv, sizeof csv, "ref.csv");
   path_in(done, sizeof done, "ref.done"), path_in(rlog, sizeof rlog, "r.jsonl"), path_in(rcsv, sizeof rcsv, "r.csv");
   path_in(rdone, sizeof rdone, "r.done"), path_in(rdir, sizeof rdir, "resumed");
   rm_rf(dir);
-  fit_out plain = fit(&(fit_opts){.mom = mom, .log = log});
-  fit_out ref = fit(&(fit_opts){.mom = mom, .every = 1, .keep = 1000, .dir = dir, .log = log, .csv = csv, .done = done});
+  fit_out plain = fit(&(fit_opts){.mom = mom, .log = log, .cuda = cuda});
+  fit_out ref = fit(&(fit_opts){.mom = mom, .every = 1, .keep = 1000, .dir = dir, .log = log, .csv = csv, .done = done, .cuda = cuda});
   EXPECTF(ref.st == FL_OK, "%s", ref.err);
   EXPECTF(ref.hash == plain.hash && ref.sum == plain.sum, "checkpointing changed the fit: %016llx %016llx",
           (unsigned long long)ref.hash, (unsigned long long)plain.hash);
@@ -323,12 +326,12 @@ static void resume_from_each(int mom) {
   int n = list_ckpts(dir, names, 200);
   EXPECTF(n == 3 * 13 + 3, "%d checkpoints", n);   /* one per training batch (the last of an epoch twice: its end) */
   int bad = 0;
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < n; i += stride) {
     char ck[512];
     snprintf(ck, sizeof ck, "%.200s/%.95s", dir, names[i]);
     copy_file(log, rlog), copy_file(csv, rcsv);   /* the logs as they were after the kill: longer */
     rm_rf(rdir);
-    fit_out r = fit(&(fit_opts){.mom = mom, .dir = rdir, .resume = ck, .log = rlog, .csv = rcsv, .done = rdone});
+    fit_out r = fit(&(fit_opts){.mom = mom, .dir = rdir, .resume = ck, .log = rlog, .csv = rcsv, .done = rdone, .cuda = cuda});
     int ok = r.st == FL_OK && r.hash == ref.hash && r.sum == ref.sum && r.loaded_ok;
     read_file(rlog, got, sizeof got), strip_seconds(got);
     ok &= !strcmp(got, ref_log);
@@ -345,8 +348,14 @@ static void resume_from_each(int mom) {
   rm_rf(dir), rm_rf(rdir);
   unlink(log), unlink(csv), unlink(done), unlink(rlog), unlink(rcsv), unlink(rdone);
 }
-static void test_resume_each_sgd(void) { resume_from_each(0); }
-static void test_resume_each_momentum(void) { resume_from_each(1); }
+static void test_resume_each_sgd(void) { resume_from_each(0, 0, 1); }
+static void test_resume_each_momentum(void) { resume_from_each(1, 0, 1); }
+/* On the GPU (weights, grads and the metrics' accumulators on the device): every 3rd checkpoint. */
+static void test_resume_gpu(void) {
+  if (!fl_cuda_available()) SKIP("no CUDA device");
+  resume_from_each(0, 1, 3);
+  resume_from_each(1, 1, 3);
+}
 
 /* Ctrl-C at batch k: a checkpoint of exactly there, which resumes to the uninterrupted result. */
 static void test_sigint_checkpoint(void) {
@@ -759,6 +768,7 @@ int main(void) {
   RUN(test_loader_begin_at);
   RUN(test_resume_each_sgd);
   RUN(test_resume_each_momentum);
+  RUN(test_resume_gpu);
   RUN(test_sigint_checkpoint);
   RUN(test_corrupt_every_offset);
   RUN(test_resume_mismatch);
