@@ -154,7 +154,9 @@ fl_callback *fl_interrupt_cb_new(void);
 int fl_interrupted(void);
 
 /* MetricsCB: the metrics (owned) with names (NULL name: the metric's type name), plus 'loss',
- * a Mean weighted by batch size. Resets in before_epoch, logs in after_epoch. */
+ * a Mean weighted by batch size. Resets in before_epoch (not in a phase resumed mid-way from a
+ * checkpoint: learn->start_iter > 0), logs in after_epoch. Its state for checkpoints: the
+ * accumulators (built-in metrics only). */
 typedef struct fl_log_entry {
   const char *names[8];
   double values[8];             /* metrics then loss */

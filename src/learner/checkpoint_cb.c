@@ -12,6 +12,7 @@
  * Writing: the header (JSON, with the state in __metadata__) then each tensor straight from the
  * model's memory (CPU) or through one host buffer; NAME.tmp, fsync, rename, fsync of the
  * directory; then all but the newest `keep` are removed. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -151,16 +152,27 @@ static cJSON *state_json(ckpt_cb *c, fl_learner *l, const pos *at, fl_tensor **p
   return s;
 }
 
-/* Removes all but the newest keep checkpoints of dir (failures are ignored: the next save tries again). */
+/* Removes all but the newest keep checkpoints of dir, and the .tmp files of writes a crash cut
+ * short (failures are ignored: the next save tries again). */
 static void prune(const char *dir, int keep) {
   fl__ckpt_file *f;
   int n = fl__ckpt_list(dir, &f);
+  char p[4096];
   for (int i = keep; i < n; i++) {
-    char p[4096];
     snprintf(p, sizeof p, "%s/%s", dir, f[i].name);
     unlink(p);
   }
   free(f);
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    size_t k = strlen(e->d_name);
+    if (!strncmp(e->d_name, "ckpt-", 5) && k > 16 && !strcmp(e->d_name + k - 16, ".safetensors.tmp")) {
+      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+      unlink(p);
+    }
+  }
+  if (d) closedir(d);
 }
 
 static fl_status save(ckpt_cb *c, fl_learner *l, const pos *at) {
