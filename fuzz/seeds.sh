@@ -71,11 +71,18 @@ cst() {  # cst NAME BUFS GRAD CALLBACKS -> the flexlearn_state entry
   printf '"flexlearn_state":"{\\"version\\":1,\\"position\\":{\\"epoch\\":1,\\"phase\\":\\"train\\",\\"iter\\":3},\\"n_iter\\":23,\\"n_epochs\\":2,\\"loader_epochs\\":[2,1],\\"optimizer\\":{\\"name\\":\\"SGD\\",\\"n_steps\\":23,\\"bufs\\":[%s],\\"groups\\":[{\\"lr\\":\\"0x1.99999ap-3\\",\\"mom\\":\\"0x0p+0\\",\\"wd\\":\\"0x0p+0\\"}]},\\"grad\\":%s,\\"grad_none\\":[1,1,0,1],\\"flat_numel\\":64,\\"checkpoint\\":{\\"every\\":3,\\"keep\\":3},\\"config\\":{\\"--bs\\":\\"32\\"},\\"callbacks\\":{%s}}"' "$1" "$2" "$3"
 }
 cbs='\"MetricsCB\":{\"acc\":[\"0x1.8p+4\",\"0x1p+5\",\"0x1.2p+3\",\"0x1p+5\"]},\"JsonlCB\":{\"bytes\":120,\"rows\":2},\"ProgressCB\":{\"losses\":[\"0x1.2p+1\"],\"val_x\":[],\"val_losses\":[]}'
-cm() { printf '"__metadata__":{"format":"pt","flexlearn_model":"small",%s}' "$(cst "$1" "$2" "$3")"; }
+cm() { printf '"__metadata__":{"format":"pt","flexlearn_model":"small",%s,"flexlearn_crc32":"00000000"}' "$(cst "$1" "$2" "$3")"; }
+# fills in a seed's CRC-32 (of the file with the 8 digits as zeros: gzip's trailer holds it, little-endian)
+crc() {
+  f="$dir/$stdir/$1"
+  at=$(grep -abo '"flexlearn_crc32":"' "$f" | head -n 1 | cut -d: -f1)
+  c=$(gzip -c "$f" | tail -c 8 | head -c 4 | od -An -tx1 | tr -d ' \n')
+  printf '%s' "$c" | sed 's/\(..\)\(..\)\(..\)\(..\)/\4\3\2\1/' | dd of="$f" bs=1 seek=$((at + 19)) conv=notrunc 2>/dev/null
+}
 g='"grad":{"dtype":"F32","shape":[64],"data_offsets":[92,348]}'
 e1='"optim.exp_avg":{"dtype":"F32","shape":[64],"data_offsets":[92,348]}'
 e2='"optim.exp_avg_sq":{"dtype":"F32","shape":[64],"data_offsets":[348,604]}'
-st ckpt-sgd     "{$(cm '' false "$cbs"),$w0,$b0,$w2,$b2}" 92
-st ckpt-mom     "{$(cm '' true ''),$w0,$b0,$w2,$b2,$g}" 348
-st ckpt-adam    "{$(cm '\"exp_avg\",\"exp_avg_sq\"' false "$cbs"),$w0,$b0,$w2,$b2,$e1,$e2}" 604
+st ckpt-sgd     "{$(cm '' false "$cbs"),$w0,$b0,$w2,$b2}" 92; crc ckpt-sgd
+st ckpt-mom     "{$(cm '' true ''),$w0,$b0,$w2,$b2,$g}" 348; crc ckpt-mom
+st ckpt-adam    "{$(cm '\"exp_avg\",\"exp_avg_sq\"' false "$cbs"),$w0,$b0,$w2,$b2,$e1,$e2}" 604; crc ckpt-adam
 st ckpt-weights "{$meta,$w0,$b0,$w2,$b2}" 92
