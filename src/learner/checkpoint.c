@@ -52,6 +52,14 @@ int fl_checkpoint_dir_has_any(const char *dir) { (void)dir; return 0; }
 
 #define MAX_EXACT 9007199254740992.0   /* 2^53 */
 
+/* A name from the file, printable in a message. */
+static const char *printable(char out[48], const char *s) {
+  size_t k = 0;
+  for (; *s && k < 40; s++) out[k++] = (*s >= 0x20 && *s < 0x7f && *s != '\'') ? *s : '?';
+  out[k] = 0;
+  return out;
+}
+
 static fl_status nomem(const char *key) { return fl_error(FL_ERR_NOMEM, "checkpoint state '%s': out of memory", key); }
 
 static cJSON *hex(double v) {
@@ -109,7 +117,8 @@ static const cJSON *get(const fl_state *s, const char *key) {
   return s && s->obj ? cJSON_GetObjectItemCaseSensitive(s->obj, key) : NULL;
 }
 static fl_status bad_key(const char *key, const char *what) {
-  return fl_error(FL_ERR_FORMAT, "checkpoint state '%s': %s", key, what);
+  char pb[48];
+  return fl_error(FL_ERR_FORMAT, "checkpoint state '%s': %s", printable(pb, key), what);
 }
 
 fl_status fl_state_get_i64(const fl_state *s, const char *key, int64_t *v) {
@@ -133,8 +142,10 @@ fl_status fl_state_get_f64s(const fl_state *s, const char *key, double *v, int64
   if (!cJSON_IsArray(x)) return bad_key(key, "not an array");
   int64_t k = 0;
   cJSON_ArrayForEach(e, x) {
-    if (k >= cap) return fl_error(FL_ERR_FORMAT, "checkpoint state '%s': more than %lld values", key, (long long)cap);
-    if (!parse_f64(e, &v[k])) return fl_error(FL_ERR_FORMAT, "checkpoint state '%s': value %lld is not a number", key, (long long)k);
+    char pb[48];
+    if (k >= cap) return fl_error(FL_ERR_FORMAT, "checkpoint state '%s': more than %lld values", printable(pb, key), (long long)cap);
+    if (!parse_f64(e, &v[k]))
+      return fl_error(FL_ERR_FORMAT, "checkpoint state '%s': value %lld is not a number", printable(pb, key), (long long)k);
     k++;
   }
   *n = k;
@@ -148,12 +159,12 @@ static uint64_t le64(const uint8_t *p) {
   return v;
 }
 
-/* A name from the file, printable in a message. */
-static const char *printable(char out[48], const char *s) {
-  size_t k = 0;
-  for (; *s && k < 40; s++) out[k++] = (*s >= 0x20 && *s < 0x7f && *s != '\'') ? *s : '?';
-  out[k] = 0;
-  return out;
+
+/* Printable ASCII only (what the messages that quote it may show). */
+static int plain(const char *s) {
+  for (; *s; s++)
+    if (*s < 0x20 || *s >= 0x7f) return 0;
+  return 1;
 }
 
 /* Reads the fields of the state object into m; the first problem as a message. */
@@ -185,8 +196,8 @@ static fl_status parse_state(const char *file, const cJSON *st, int n_model, fl_
   const cJSON *opt = FIELD(st, "optimizer"), *v;
   if (!cJSON_IsObject(opt)) return BAD("%s", file, "no 'optimizer' object");
   v = FIELD(opt, "name");
-  if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= FL__CKPT_MAX_NAME)
-    return BAD("%s", file, "optimizer.name is not a short string");
+  if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= FL__CKPT_MAX_NAME || !plain(v->valuestring))
+    return BAD("%s", file, "optimizer.name is not a short printable string");
   strcpy(m->opt_name, v->valuestring);
   if (!parse_int(FIELD(opt, "n_steps"), 0, INT64_C(1) << 52, &m->n_steps)) return BAD("%s", file, "optimizer.n_steps is not a non-negative integer");
   const cJSON *bufs = FIELD(opt, "bufs"), *groups = FIELD(opt, "groups");
@@ -233,7 +244,8 @@ static fl_status parse_state(const char *file, const cJSON *st, int n_model, fl_
   m->keep = (int)x;
   m->config = FIELD(st, "config");
   if (!cJSON_IsObject(m->config)) return BAD("%s", file, "no 'config' object");
-  cJSON_ArrayForEach(v, m->config) if (!cJSON_IsString(v)) return BAD("config '%s' is not a string", file, printable(pb, v->string));
+  cJSON_ArrayForEach(v, m->config) if (!cJSON_IsString(v) || strlen(v->valuestring) > 200 || !plain(v->valuestring) || !plain(v->string))
+    return BAD("config '%s' is not a short printable string", file, printable(pb, v->string));
   m->callbacks = FIELD(st, "callbacks");
   if (!cJSON_IsObject(m->callbacks)) return BAD("%s", file, "no 'callbacks' object");
   cJSON_ArrayForEach(v, m->callbacks) if (!cJSON_IsObject(v)) return BAD("callback '%s' is not an object", file, printable(pb, v->string));
