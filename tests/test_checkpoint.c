@@ -590,17 +590,20 @@ static int one_err_line(const char *needle) {
   return n > 12 && g_err[n - 1] == '\n' && !strchr(g_err, '\n')[1] && !strncmp(g_err, "flexlearn: ", 11) && strstr(g_err, needle);
 }
 
-/* The base run's flags (after "fit") for threads t and MomentumLearner (--mom 0.6) or plain SGD
- * (the default seed given instead, to keep the count), with extra flags appended. */
-#define FIT(t, mom, ...)                                                                                               \
+/* The base run's flags (after "fit") for threads t, then two more flag pairs (the optimiser, the
+ * learner, the schedule), then extra flags. */
+#define FIT2(t, k1, v1, k2, v2, ...)                                                                                   \
   ARGS("fit", "--data", g_data, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--threads", t, \
-       "--lr", "0.1", mom ? "--mom" : "--seed", mom ? "0.6" : "42", __VA_ARGS__)
+       "--lr", "0.1", k1, v1, k2, v2, __VA_ARGS__)
+/* MomentumLearner (--mom 0.6) or plain SGD (the default seed given instead, to keep the count) */
+#define FIT(t, mom, ...) FIT2(t, mom ? "--mom" : "--seed", mom ? "0.6" : "42", "--seed", "42", __VA_ARGS__)
 
-static void cli_kill_resume(const char *threads, int mom) {
+/* k1 v1 k2 v2: the flags that choose the optimiser, learner and schedule */
+static void cli_kill_resume_with(const char *threads, const char *k1, const char *v1, const char *k2, const char *v2) {
   char ck[256], log[256], csv[256], ref_log[8192], ref_csv[8192], ref_out[4096], got[8192];
   path_in(ck, sizeof ck, "ck"), path_in(log, sizeof log, "c.jsonl"), path_in(csv, sizeof csv, "c.csv");
   rm_rf(ck);
-  int rc = cli(NULL, FIT(threads, mom, "--log", log, "--csv", csv));
+  int rc = cli(NULL, FIT2(threads, k1, v1, k2, v2, "--log", log, "--csv", csv));
   EXPECTF(rc == 0, "rc %d: %s", rc, g_err);
   snprintf(ref_out, sizeof ref_out, "%.4000s", g_out);
   read_file(log, ref_log, sizeof ref_log), strip_seconds(ref_log);
@@ -611,9 +614,9 @@ static void cli_kill_resume(const char *threads, int mom) {
                               "FLEXLEARN_TEST_KILL_AT=17", "FLEXLEARN_TEST_KILL_AT=23"};
   for (int i = 0; i < 5; i++) {
     rm_rf(ck), unlink(log), unlink(csv);
-    rc = cli(at[i], FIT(threads, mom, "--log", log, "--csv", csv, "--checkpoint", ck, "--every", "3"));
+    rc = cli(at[i], FIT2(threads, k1, v1, k2, v2, "--log", log, "--csv", csv, "--checkpoint", ck, "--every", "3"));
     EXPECTF(rc == 128 + SIGKILL, "%s: rc %d: %s", at[i], rc, g_err);
-    rc = cli(NULL, FIT(threads, mom, "--log", log, "--csv", csv, "--resume", ck));
+    rc = cli(NULL, FIT2(threads, k1, v1, k2, v2, "--log", log, "--csv", csv, "--resume", ck));
     if (i == 0) {   /* killed before any checkpoint: nothing to resume, one line, exit 1 */
       EXPECTF(rc == 1 && one_err_line(ck) && strstr(g_err, "no checkpoint"), "rc %d: %s", rc, g_err);
       continue;
@@ -627,10 +630,21 @@ static void cli_kill_resume(const char *threads, int mom) {
   }
   rm_rf(ck), unlink(log), unlink(csv);
 }
+static void cli_kill_resume(const char *threads, int mom) {
+  cli_kill_resume_with(threads, mom ? "--mom" : "--seed", mom ? "0.6" : "42", "--seed", "42");
+}
 static void test_cli_kill_sgd_1(void) { cli_kill_resume("1", 0); }
 static void test_cli_kill_sgd_2(void) { cli_kill_resume("2", 0); }
 static void test_cli_kill_mom_1(void) { cli_kill_resume("1", 1); }
 static void test_cli_kill_mom_2(void) { cli_kill_resume("2", 1); }
+/* AdamW's moments and step count; OneCycle's position (a function of the step count); SGD whose
+ * momentum buffer OneCycle brings into being at the first step (the resumed fit must make it
+ * before restoring it) */
+static void test_cli_kill_adamw_onecycle(void) { cli_kill_resume_with("2", "--opt", "adamw", "--sched", "onecycle"); }
+static void test_cli_kill_sgd_onecycle(void) { cli_kill_resume_with("1", "--sched", "onecycle", "--seed", "42"); }
+/* EarlyStoppingCB: its best value, wait count and best weights come back, so the fit it stops
+ * (no gain above 0.5 in epoch 1) ends with epoch 0's weights after any resume */
+static void test_cli_kill_early_stop(void) { cli_kill_resume_with("2", "--early-stop", "1", "--min-delta", "0.5"); }
 
 /* A real kill -9 at a moment the test does not choose (once 2+ checkpoints exist), then resume;
  * and Ctrl-C (exit 130, the checkpoint named) then resume. */
@@ -791,6 +805,9 @@ int main(void) {
     RUN(test_cli_kill_sgd_2);
     RUN(test_cli_kill_mom_1);
     RUN(test_cli_kill_mom_2);
+    RUN(test_cli_kill_adamw_onecycle);
+    RUN(test_cli_kill_sgd_onecycle);
+    RUN(test_cli_kill_early_stop);
     RUN(test_cli_external_kill_and_sigint);
     RUN(test_cli_bad_resume);
   }

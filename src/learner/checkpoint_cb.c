@@ -317,6 +317,10 @@ static fl_status restore(ckpt_cb *c, fl_learner *l) {
   const fl__ckpt_meta *m = &k->meta;
   fl_optimizer *opt = l->opt;
   int64_t flat = l->model->flat ? fl_numel(l->model->flat) : 0;
+  /* buffers the optimiser makes only at a later step (SGD's momentum, once OneCycle sets a
+   * momentum): made now, so they can be restored */
+  for (int b = opt ? opt->n_bufs : 0; opt && b < m->n_bufs && !strcmp(m->opt_name, opt->name); b++)
+    if (fl_opt_make_buf(opt, m->buf_names[b]) != FL_OK) break;
   if (strcmp(m->opt_name, opt ? opt->name : "none"))
     st = fl_error(FL_ERR_ARG, "%s: written with optimiser %s, this fit uses %s", file, m->opt_name, opt ? opt->name : "none");
   else if (m->n_bufs != (opt ? opt->n_bufs : 0) || m->n_groups != (opt ? opt->n_groups : 1))
