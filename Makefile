@@ -155,6 +155,12 @@ FUZZ_LIBS_image := -lpng -ljpeg
 # (libpng's CRC checks off under the fuzzer only, so that it gets past them: image.c)
 $(FUZZ_BUILD)/fuzz_image: FUZZ_CFLAGS += -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 $(FUZZ_BUILD)/fuzz_image: src/data/image.c
+# the checkpoint reader: its metadata schema, then the safetensors reader on every tensor
+FUZZ_SRC_checkpoint := src/learner/checkpoint.c src/nn/safetensors.c
+FUZZ_LIBS_checkpoint := -lcjson -lm   # and -lz, which every harness links
+$(FUZZ_BUILD)/fuzz_checkpoint: FUZZ_CFLAGS += -DFL_CHECKPOINT_PARSE_ONLY -DFL_SAFETENSORS_PARSE_ONLY
+$(FUZZ_BUILD)/fuzz_checkpoint: src/learner/checkpoint.c src/learner/checkpoint_internal.h src/nn/safetensors.c \
+                               src/nn/safetensors_internal.h
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(FUZZ_LIBSRC) src/data/dataset.c \
                       src/data/idx_internal.h $(wildcard include/fl/*.h src/backend/*.h)

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,15 @@ static const char usage[] =
     "  --early-stop N    fit: stop after N epochs without improvement of the valid --save-best\n"
     "                    metric (default loss), then put the best epoch's weights back\n"
     "  --min-delta X     fit: with --early-stop, an improvement must exceed X (default 0)\n"
+    "  --checkpoint DIR  fit: write checkpoints into DIR (created if missing) at each epoch's end, every\n"
+    "                    --every N training batches, and at a Ctrl-C stop; the newest --keep K (3) are kept.\n"
+    "                    DIR must not hold another run's checkpoints\n"
+    "  --resume DIR      fit: continue from DIR's newest valid checkpoint, exactly as if never stopped;\n"
+    "                    the flags that shape the run (--model --bs --lr --mom --seed --epochs, the data)\n"
+    "                    must be the checkpoint's. Goes on writing checkpoints into DIR (or --checkpoint),\n"
+    "                    with the checkpointed run's --every and --keep unless given\n"
+    "  --every N         with --checkpoint/--resume: also every N training batches (default 0: epoch ends)\n"
+    "  --keep K          with --checkpoint/--resume: keep the newest K checkpoints (default 3)\n"
     "  --no-progress     no bars: the lesson's metric lines only\n"
     "predict (inference in eval mode, no grad, through the validation batch path):\n"
     "  --weights FILE    the safetensors weights of --model (from fit --save); required\n"
@@ -66,14 +76,14 @@ static const char usage[] =
     "  --help            this text\n";
 
 typedef struct opts {
-  const char *cmd, *data, *plot, *log, *csv, *save, *model;
+  const char *cmd, *data, *plot, *log, *csv, *save, *model, *ckpt, *resume;
   const char *opt, *sched;
   double wd;                    /* < 0: the optimiser's default */
   const char *save_best, *weights, *images, *labels;   /* fit: --save-best; predict: the rest */
   int early_stop, verbose, n_files;
   double min_delta;
   const char **files;                                  /* predict: the image files named */
-  int epochs, bs, threads, workers, progress;
+  int epochs, bs, threads, workers, progress, every, keep;   /* every, keep: -1 when not given */
   double lr, mom;
   unsigned long long seed;
   int use_mom;
@@ -126,7 +136,7 @@ static int flag_for_cmd(const char *f, const char *cmd) {
 static int parse(int argc, char **argv, opts *o) {
   int r0;
   *o = (opts){.model = "mlp", .epochs = 1, .bs = 1024, .threads = 2, .workers = 0, .progress = 1, .lr = 0.2,
-              .mom = 0.85, .seed = 42, .device = "auto", .opt = "sgd", .sched = "none", .wd = -1};
+              .mom = 0.85, .seed = 42, .device = "auto", .opt = "sgd", .sched = "none", .wd = -1, .every = -1, .keep = -1};
   if (argc < 2) return fprintf(stderr, "%s", usage), 2;
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return fputs(usage, stdout), -1;
   o->cmd = argv[1];
@@ -143,7 +153,8 @@ static int parse(int argc, char **argv, opts *o) {
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
                                        "--data", "--device", "--plot", "--log", "--csv", "--save", "--model",
                                        "--opt", "--sched", "--wd",
-                                       "--save-best", "--early-stop", "--min-delta", "--weights", "--images", "--labels"};
+                                       "--save-best", "--early-stop", "--min-delta", "--weights", "--images", "--labels",
+                                       "--checkpoint", "--resume", "--every", "--keep"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
     if (!known) return bad(f, NULL, "unknown flag (see --help)");
@@ -155,6 +166,15 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(f, "--bs")) r = parse_int(f, v, 1, 1 << 20, &o->bs);
     else if (!strcmp(f, "--threads")) r = parse_int(f, v, 1, 1024, &o->threads);
     else if (!strcmp(f, "--workers")) r = parse_int(f, v, 0, 64, &o->workers);
+    else if (!strcmp(f, "--every")) r = parse_int(f, v, 0, INT_MAX, &o->every);
+    else if (!strcmp(f, "--keep")) r = parse_int(f, v, 1, 1000000, &o->keep);
+    else if (!strcmp(f, "--checkpoint") || !strcmp(f, "--resume")) {
+      if (!*v) return bad(f, v, "needs a directory");
+#ifdef FL_NO_CJSON
+      return bad(f, v, "this flexlearn was built without cJSON (make CJSON=0): no checkpoints");
+#endif
+      *(f[2] == 'c' ? &o->ckpt : &o->resume) = v;
+    }
     else if (!strcmp(f, "--seed")) {
       char *end;
       errno = 0;
@@ -222,7 +242,83 @@ static int parse(int argc, char **argv, opts *o) {
     if (o->data && (o->images || o->n_files))
       return bad("--data", o->data, "the test set of --data is predicted only when no images are given");
   } else if (o->n_files) return bad(o->files[0], NULL, "unexpected argument (see --help)");
+  if ((o->every >= 0 || o->keep >= 0) && !o->ckpt && !o->resume)
+    return bad(o->every >= 0 ? "--every" : "--keep", NULL, "needs --checkpoint DIR or --resume DIR");
+  if ((o->ckpt || o->resume) && strcmp(o->cmd, "fit"))
+    return bad(o->ckpt ? "--checkpoint" : "--resume", NULL, "only fit writes or resumes checkpoints");
   return 0;
+}
+
+/* ---- checkpoints ---- */
+/* The shortest decimal that reads back as x. */
+static const char *num(char *buf, size_t n, double x) {
+  for (int p = 6; p <= 17; p++) {
+    snprintf(buf, n, "%.*g", p, x);
+    if (strtod(buf, NULL) == x) break;
+  }
+  return buf;
+}
+
+/* The flags that shape the run, as (flag, value) pairs a resume must match. */
+enum { N_CONFIG = 10 };
+static void run_config(const opts *o, const fl_dataset *train, const fl_dataset *valid, char v[N_CONFIG][64],
+                       const char *kv[2 * N_CONFIG]) {
+  static const char *keys[N_CONFIG] = {"--model", "--opt", "--bs", "--lr", "--mom", "--seed", "--epochs", "--data",
+                                       "--sched", "--wd"};
+  snprintf(v[0], 64, "%s", o->model);
+  snprintf(v[1], 64, "%s", o->opt);
+  snprintf(v[2], 64, "%d", o->bs);
+  num(v[3], 64, o->lr);
+  if (o->use_mom) num(v[4], 64, o->mom);
+  else snprintf(v[4], 64, "none");
+  snprintf(v[5], 64, "%llu", o->seed);
+  snprintf(v[6], 64, "%d", o->epochs);
+  snprintf(v[7], 64, "%lld+%lld images", (long long)train->n, (long long)valid->n);
+  snprintf(v[8], 64, "%s", o->sched);
+  if (o->wd >= 0) num(v[9], 64, o->wd);
+  else snprintf(v[9], 64, "default");
+  for (int i = 0; i < N_CONFIG; i++) kv[2 * i] = keys[i], kv[2 * i + 1] = v[i];
+}
+
+/* One line naming every flag whose value differs from the checkpoint's (exit 2), or 0. */
+static int config_differs(const fl_checkpoint *ck, const char *const *kv, const char *dir) {
+  char msg[1024] = "";
+  size_t k = 0;
+  for (int i = 0; i < N_CONFIG; i++) {
+    const char *theirs = fl_checkpoint_config(ck, kv[2 * i]);
+    if (theirs && !strcmp(theirs, kv[2 * i + 1])) continue;
+    if (k < sizeof msg)
+      k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s %s (checkpoint: %s)", k ? ", " : "", kv[2 * i], kv[2 * i + 1],
+                            theirs ? theirs : "none");
+  }
+  if (!k) return 0;
+  fprintf(stderr, "flexlearn: --resume %s: the flags differ from %s's: %s\n", dir, fl_checkpoint_path(ck), msg);
+  return 2;
+}
+
+/* Test hooks: FLEXLEARN_TEST_KILL_AT=k kills the process (SIGKILL) at the start of the k-th batch
+ * (training and validation batches, counted from 0 in this process): a crash at a known point;
+ * FLEXLEARN_TEST_SIGINT_AT=k sends it a SIGINT there instead (a Ctrl-C at a known point). */
+static long long g_kill_at = -1, g_batches;
+static int g_kill_sig;
+static fl_status kill_before_batch(fl_callback *cb, fl_learner *l) {
+  (void)cb, (void)l;
+  if (g_batches++ == g_kill_at) raise(g_kill_sig);
+  return FL_OK;
+}
+static void kill_free(fl_callback *cb) { free(cb); }
+static fl_callback *kill_cb_new(void) {
+  const char *e = getenv("FLEXLEARN_TEST_KILL_AT"), *i = getenv("FLEXLEARN_TEST_SIGINT_AT");
+  g_kill_sig = e && *e ? SIGKILL : SIGINT;
+  if (!(e && *e) && (e = i) == NULL) return NULL;
+  if (!*e) return NULL;
+  g_kill_at = atoll(e);
+  fl_callback *cb = fl_xcalloc(1, sizeof *cb);
+  cb->name = "TestKillCB";
+  cb->order = -2000;
+  cb->free = kill_free;
+  cb->on[FL_BEFORE_BATCH] = kill_before_batch;
+  return cb;
 }
 
 /* The Learner's opt_func: the chosen optimiser with --wd (the only way to hand it a setting). */
@@ -405,8 +501,11 @@ int main(int argc, char **argv) {
     return st == FL_OK ? 0 : 1;
   }
   if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)) ||
-      (r = check_out_dir("--save", o.save)))
+      (r = check_out_dir("--save", o.save)) || (r = check_out_dir("--checkpoint", o.ckpt)))
     return r;
+  if (o.ckpt && (!o.resume || strcmp(o.ckpt, o.resume)) && fl_checkpoint_dir_has_any(o.ckpt))
+    return bad("--checkpoint", o.ckpt, o.resume ? "holds checkpoints of another run (choose an empty directory)"
+                                               : "holds checkpoints of another run (--resume DIR continues it; or choose another directory)");
   fl_init(o.threads);
   fl_device dev = FL_CPU;
   if ((r = resolve_device(o.device, o.model, &dev))) return r;
@@ -431,8 +530,40 @@ int main(int argc, char **argv) {
   }
   fl_module *model = fl_model_new(o.model, o.seed);
   int is_fit = !strcmp(o.cmd, "fit");
-  fl_callback *cbs[14], *save_cb = NULL, *stop_cb = NULL;
+  fl_callback *cbs[16], *save_cb = NULL, *stop_cb = NULL;
   int n = 0;
+  /* --resume: the newest valid checkpoint, made by a run with the same flags */
+  fl_checkpoint *ck = NULL;
+  char cfg_v[N_CONFIG][64];
+  const char *cfg_kv[2 * N_CONFIG];
+  run_config(&o, train, valid, cfg_v, cfg_kv);
+  if (o.resume) {
+    s = fl_checkpoint_latest(o.resume, model, stderr, &ck);
+    r = s != FL_OK ? (fprintf(stderr, "flexlearn: --resume %s\n", fl_last_error()), 1) : config_differs(ck, cfg_kv, o.resume);
+    if (r) {
+      fl_checkpoint_free(ck);
+      fl_module_free(model);
+      fl_dataloaders_free(&dls);
+      fl_dataset_free(train), fl_dataset_free(valid);
+      return r;
+    }
+    int ep, va, every, keep;
+    int64_t it, ni;
+    fl_checkpoint_position(ck, &ep, &va, &it, &ni);
+    fl_checkpoint_settings(ck, &every, &keep);
+    if (o.every < 0) o.every = every;
+    if (o.keep < 0) o.keep = keep;
+    fprintf(stderr, "flexlearn: resuming from %s: epoch %d, %s batch %lld (%lld training batches done)\n",
+            fl_checkpoint_path(ck), ep, va ? "validation" : "training", (long long)it, (long long)ni);
+  }
+  fl_callback *ckpt_cb = NULL;
+  if (o.ckpt || o.resume) {
+    fl_checkpoint_cfg cc = {.dir = o.ckpt ? o.ckpt : o.resume, .every = o.every > 0 ? o.every : 0, .keep = o.keep,
+                            .save_grad = -1, .model_name = o.model, .config = cfg_kv, .n_config = N_CONFIG, .resume = ck};
+    cbs[n++] = ckpt_cb = fl_checkpoint_cb_new(&cc);
+  }
+  fl_callback *kill_cb = kill_cb_new();
+  if (kill_cb) cbs[n++] = kill_cb;
   cbs[n++] = fl_device_cb_new(dev);
   n = add_model_cbs(o.model, cbs, n);
   cbs[n++] = fl_interrupt_cb_new();   /* Ctrl-C: stop after this batch, clean up, exit 130 */
@@ -500,8 +631,9 @@ int main(int argc, char **argv) {
   if (s != FL_OK) fprintf(stderr, "flexlearn: %s\n", fl_last_error()[0] ? fl_last_error() : fl_status_str(s));
   int stopped = s == FL_OK && fl_interrupted();
   if (stopped)
-    fprintf(stderr, "flexlearn: interrupted (SIGINT): stopped in epoch %d after %lld training batches\n", l->epoch,
-            (long long)l->n_iter);
+    fprintf(stderr, "flexlearn: interrupted (SIGINT): stopped in epoch %d after %lld training batches%s%s\n", l->epoch,
+            (long long)l->n_iter, ckpt_cb && *fl_checkpoint_cb_last(ckpt_cb) ? "; checkpoint " : "",
+            ckpt_cb ? fl_checkpoint_cb_last(ckpt_cb) : "");
   fl_learner_free(l);
   fl_module_free(model);
   fl_dataloaders_free(&dls);

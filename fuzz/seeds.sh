@@ -8,7 +8,7 @@
 set -eu
 dir=${1:?usage: fuzz/seeds.sh DIR}
 mkdir -p "$dir/fuzz_idx" "$dir/fuzz_idx_gz" "$dir/fuzz_idx_deflate" "$dir/fuzz_dataset" "$dir/fuzz_safetensors" \
-         "$dir/fuzz_image"
+         "$dir/fuzz_image" "$dir/fuzz_checkpoint"
 
 # hex "00 00 08 01": those bytes on stdout (dash's printf has octal escapes, not \x)
 hex() { for h in $1; do printf "\\$(printf %03o "0x$h")"; done; }
@@ -44,12 +44,13 @@ ds mismatch     "18 00" "00 00 08 03 00 00 00 02 00 00 00 02 00 00 00 02 01 02 0
                 "00 00 08 01 00 00 00 03 03 09 01"
 
 # safetensors: the 8-byte little-endian header length, the JSON padded with spaces to a multiple
-# of 8, then data_n bytes of data. st NAME JSON DATA_N
+# of 8, then data_n bytes of data, into $stdir (fuzz_safetensors unless set). st NAME JSON DATA_N
+stdir=fuzz_safetensors
 st() {
   n=${#2}; hl=$(( (n + 7) / 8 * 8 ))
   hex "$(printf '%02x %02x %02x %02x 00 00 00 00' $((hl & 255)) $((hl >> 8 & 255)) $((hl >> 16 & 255)) $((hl >> 24 & 255)))" \
-    > "$dir/fuzz_safetensors/$1"
-  { printf '%s' "$2"; printf '%*s' $((hl - n)) ''; head -c "$3" /dev/zero | tr '\0' '\101'; } >> "$dir/fuzz_safetensors/$1"
+    > "$dir/$stdir/$1"
+  { printf '%s' "$2"; printf '%*s' $((hl - n)) ''; head -c "$3" /dev/zero | tr '\0' '\101'; } >> "$dir/$stdir/$1"
 }
 w0='"0.weight":{"dtype":"F32","shape":[3,4],"data_offsets":[0,48]}'
 b0='"0.bias":{"dtype":"F32","shape":[3],"data_offsets":[48,60]}'
@@ -81,3 +82,25 @@ img rgb444.jpg       '/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAMCAgMCAgMDAwMEAwMEBQgFBQ
 img progressive.jpg  '/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAA0JCgsKCA0LCgsODg0PEyAVExISEyccHhcgLikxMC4pLSwzOko+MzZGNywtQFdBRkxOUlNSMj5aYVpQYEpRUk//2wBDAQ4ODhMREyYVFSZPNS01T09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT0//wgARCAAQABADASIAAhEBAxEB/8QAFgABAQEAAAAAAAAAAAAAAAAAAwAB/8QAFQEBAQAAAAAAAAAAAAAAAAAAAAL/2gAMAwEAAhADEAAAAcGVX//EABkQAAIDAQAAAAAAAAAAAAAAAAECABEyMf/aAAgBAQABBQLk2dmwq//EABcRAAMBAAAAAAAAAAAAAAAAAAABITH/2gAIAQMBAT8Bys//xAAWEQADAAAAAAAAAAAAAAAAAAAAAWH/2gAIAQIBAT8BrP/EABsQAAICAwEAAAAAAAAAAAAAAAERACEyQVJR/9oACAEBAAY/AmaW/JYQ5lhDmM4z/8QAHRAAAQQCAwAAAAAAAAAAAAAAAQARITFhcUFRgf/aAAgBAQABPyFgDrNngtamoKg+YNqagqD5g2iULoOddL//2gAMAwEAAgADAAAAEBf/xAAWEQEBAQAAAAAAAAAAAAAAAAABAHH/2gAIAQMBAT8Q2Lf/xAAWEQEBAQAAAAAAAAAAAAAAAADwAaH/2gAIAQIBAT8QBtv/xAAcEAEBAAEFAQAAAAAAAAAAAAABESEAMVFh0aH/2gAIAQEAAT8QeUDUVKbBVw7dTDK5gFCUggFQaeGmVzAKEpBAKg08NESBRVgFECuFyn25/9k='
 img cmyk.jpg         '/9j/7gAOQWRvYmUAZAAAAAAA/9sAQwANCQoLCggNCwoLDg4NDxMgFRMSEhMnHB4XIC4pMTAuKS0sMzpKPjM2RjcsLUBXQUZMTlJTUjI+WmFaUGBKUVJP/8AAFAgABgAFBEMRAE0RAFkRAEsRAP/EAB8AAAEFAQEBAQEBAAAAAAAAAAABAgMEBQYHCAkKC//EALUQAAIBAwMCBAMFBQQEAAABfQECAwAEEQUSITFBBhNRYQcicRQygZGhCCNCscEVUtHwJDNicoIJChYXGBkaJSYnKCkqNDU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6g4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2drh4uPk5ebn6Onq8fLz9PX29/j5+v/aAA4EQwBNAFkASwAAPwCpe6hCly1vcabDdyRhWJaZ4lUMikbQvPPU5J+Yk96ztWtrO2lhg1OecyCMMjQRKwKngZ3nOeM5yeuOiis2fUNOijCanJflEkZUNsqAu+FLu27nJLDueBjjHPp1f//Z'
 img interlaced.png   'iVBORw0KGgoAAAANSUhEUgAAAAkAAAAHCAIAAAEi/sChAAAAbElEQVQImWNg4BS68fAVQ05pHUNNa9+Lj79CYtMYzOw9Fq3ewrBp9xE5dQNGO/cAMyTAuOvwGRS+tIounMNiZ2cH5zBMX7Dy7LX7zDyilk7ejFfvPUfokdcwlMYBWOzs7LDL2Nkxzl6yFpc+AKE8MPEOkce8AAAAAElFTkSuQmCC'
+# checkpoints of the same model (fuzz_checkpoint): the state as an escaped JSON string in
+# __metadata__, optimiser buffers and grad as flat F32 [64]
+stdir=fuzz_checkpoint
+cst() {  # cst NAME BUFS GRAD CALLBACKS -> the flexlearn_state entry
+  printf '"flexlearn_state":"{\\"version\\":1,\\"position\\":{\\"epoch\\":1,\\"phase\\":\\"train\\",\\"iter\\":3},\\"n_iter\\":23,\\"n_epochs\\":2,\\"loader_epochs\\":[2,1],\\"optimizer\\":{\\"name\\":\\"SGD\\",\\"n_steps\\":23,\\"bufs\\":[%s],\\"groups\\":[{\\"lr\\":\\"0x1.99999ap-3\\",\\"mom\\":\\"0x0p+0\\",\\"wd\\":\\"0x0p+0\\"}]},\\"grad\\":%s,\\"grad_none\\":[1,1,0,1],\\"flat_numel\\":64,\\"checkpoint\\":{\\"every\\":3,\\"keep\\":3},\\"config\\":{\\"--bs\\":\\"32\\"},\\"callbacks\\":{%s}}"' "$1" "$2" "$3"
+}
+cbs='\"MetricsCB\":{\"acc\":[\"0x1.8p+4\",\"0x1p+5\",\"0x1.2p+3\",\"0x1p+5\"]},\"JsonlCB\":{\"bytes\":120,\"rows\":2},\"ProgressCB\":{\"losses\":[\"0x1.2p+1\"],\"val_x\":[],\"val_losses\":[]}'
+cm() { printf '"__metadata__":{"format":"pt","flexlearn_model":"small",%s,"flexlearn_crc32":"00000000"}' "$(cst "$1" "$2" "$3")"; }
+# fills in a seed's CRC-32 (of the file with the 8 digits as zeros: gzip's trailer holds it, little-endian)
+crc() {
+  f="$dir/$stdir/$1"
+  at=$(grep -abo '"flexlearn_crc32":"' "$f" | head -n 1 | cut -d: -f1)
+  c=$(gzip -c "$f" | tail -c 8 | head -c 4 | od -An -tx1 | tr -d ' \n')
+  printf '%s' "$c" | sed 's/\(..\)\(..\)\(..\)\(..\)/\4\3\2\1/' | dd of="$f" bs=1 seek=$((at + 19)) conv=notrunc 2>/dev/null
+}
+g='"grad":{"dtype":"F32","shape":[64],"data_offsets":[92,348]}'
+e1='"optim.exp_avg":{"dtype":"F32","shape":[64],"data_offsets":[92,348]}'
+e2='"optim.exp_avg_sq":{"dtype":"F32","shape":[64],"data_offsets":[348,604]}'
+st ckpt-sgd     "{$(cm '' false "$cbs"),$w0,$b0,$w2,$b2}" 92; crc ckpt-sgd
+st ckpt-mom     "{$(cm '' true ''),$w0,$b0,$w2,$b2,$g}" 348; crc ckpt-mom
+st ckpt-adam    "{$(cm '\"exp_avg\",\"exp_avg_sq\"' false "$cbs"),$w0,$b0,$w2,$b2,$e1,$e2}" 604; crc ckpt-adam
+st ckpt-weights "{$meta,$w0,$b0,$w2,$b2}" 92

@@ -8,4 +8,5 @@
 #include "fl/data.h"
 #include "fl/metrics.h"
 #include "fl/learner.h"
+#include "fl/checkpoint.h"
 #endif

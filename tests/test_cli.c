@@ -3,6 +3,7 @@
  * data directory prints the lesson's lines, writes the jsonl log and the PNG, and is
  * deterministic for a seed; lr_find suggests an lr. The binary is $FLEXLEARN_CLI
  * (default build/flexlearn). */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -579,6 +580,38 @@ static void test_conv_models(void) {
   snprintf(pr, sizeof pr, "%.3f", pv);
   EXPECTF(rc == 0 && !strcmp(pr, acc), "fit's valid accuracy %s, predict's: rc %d: %s%s", acc, rc, g_out, g_err);
   unlink(st);
+  /* resume (BatchNorm's running statistics are in the checkpoint): from the first checkpoint of a
+   * 2-epoch run, the same final weights as the run never stopped */
+  char ck[192], full_hash[64] = "", *hp;
+  path_in(ck, sizeof ck, "rn_ck");
+  rc = CLI("fit", "--model", "resnet", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device",
+           "cpu", "--seed", "7", "--lr", "0.05");
+  if ((hp = strstr(g_out, "weights fnv1a "))) snprintf(full_hash, sizeof full_hash, "%.30s", hp);
+  EXPECTF(rc == 0 && full_hash[0], "rc %d: %s%s", rc, g_out, g_err);
+  rc = CLI("fit", "--model", "resnet", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device",
+           "cpu", "--seed", "7", "--lr", "0.05", "--checkpoint", ck, "--every", "2", "--keep", "10");
+  EXPECTF(rc == 0 && strstr(g_out, full_hash), "rc %d: %s%s", rc, g_out, g_err);
+  DIR *d = opendir(ck);
+  char first[256] = "", names[16][256];
+  int nn = 0;
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (!strncmp(e->d_name, "ckpt-", 5) && nn < 16) snprintf(names[nn++], 256, "%s", e->d_name);
+  if (d) closedir(d);
+  for (int i = 0; i < nn; i++)
+    if (!first[0] || strcmp(names[i], first) < 0) snprintf(first, sizeof first, "%.200s", names[i]);
+  char p2[512];
+  for (int i = 0; i < nn; i++)
+    if (strcmp(names[i], first)) snprintf(p2, sizeof p2, "%s/%.200s", ck, names[i]), unlink(p2);
+  EXPECTF(nn >= 3 && !strncmp(first, "ckpt-000000-train-", 18), "%d checkpoints, first %s", nn, first);
+  rc = CLI("fit", "--model", "resnet", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device",
+           "cpu", "--seed", "7", "--lr", "0.05", "--resume", ck);
+  EXPECTF(rc == 0 && strstr(g_out, full_hash), "resumed from %s: rc %d: %s%s (want %s)", first, rc, g_out, g_err,
+          full_hash);
+  d = opendir(ck);
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (e->d_name[0] != '.') snprintf(p2, sizeof p2, "%s/%.200s", ck, e->d_name), unlink(p2);
+  if (d) closedir(d);
+  rmdir(ck);
 #endif
 }
 

@@ -376,6 +376,54 @@ static void test_dropout_module(void) {
   fl_module_free(d);
 }
 
+/* A tiny random Fashion-MNIST-shaped pair of datasets (labels i % 10). */
+static void tiny_data(fl_dataset *ds[2], int n) {
+  for (int k = 0; k < 2; k++) {
+    ds[k] = calloc(1, sizeof *ds[k]);
+    ds[k]->n = n, ds[k]->c = 1, ds[k]->h = 28, ds[k]->w = 28, ds[k]->n_classes = 10, ds[k]->device = FL_CPU;
+    ds[k]->x = malloc((size_t)n * 784);
+    ds[k]->y = malloc((size_t)n * sizeof *ds[k]->y);
+    fl_rng r = fl_rng_make(4 + k, FL_STREAM_USER);
+    for (int i = 0; i < n * 784; i++) ds[k]->x[i] = (uint8_t)fl_rng_below(&r, 256);
+    for (int i = 0; i < n; i++) ds[k]->y[i] = i % 10;
+  }
+}
+
+static void no_log(void *ctx, const fl_log_entry *e) { (void)ctx, (void)e; }
+
+/* EarlyStoppingCB puts back the best epoch's state, running statistics included: the model after
+ * a fit that it stopped equals (hash) a fresh one trained for just the epochs up to the best. */
+static void test_early_stopping_restores_buffers(void) {
+  fl_dataset *ds[2];
+  tiny_data(ds, 48);
+  uint64_t h[2];
+  int best_epoch = -1;
+  for (int run = 0; run < 2; run++) {
+    fl_dataloaders dls;
+    EXPECT(fl_get_dls(&dls, ds[0], ds[1], 16, 1, 0, 1) == FL_OK);
+    fl_module *m = fl_model_new("resnet", 1);
+    fl_metric *acc = fl_multiclass_accuracy_new();
+    const char *name = "accuracy";
+    /* "best" = the highest valid loss: an early epoch, so the restore has something to undo */
+    fl_callback *es = run ? NULL : fl_early_stopping_cb_new("loss", FL_MODE_MAX, 100, 0);
+    fl_callback *cbs[4] = {fl_device_cb_new(FL_CPU), fl_normalize_cb_new(0.28f, 0.35f), fl_metrics_cb_new(1, &acc, &name),
+                           es};
+    ((fl_metrics_cb *)cbs[2])->log = no_log;   /* quiet */
+    fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, 0.3f, cbs, run ? 3 : 4, fl_sgd_new, &fl_train_ops);
+    EXPECT(fl_fit(l, run ? best_epoch + 1 : 4, 1, 1, NULL, 0, 0) == FL_OK);
+    if (!run) fl_best_cb_info(es, NULL, &best_epoch, NULL);
+    h[run] = fl_module_hash(m);
+    fl_learner_free(l);
+    fl_module_free(m);
+    fl_dataloaders_free(&dls);
+  }
+  printf("  best epoch %d of 4\n", best_epoch);
+  EXPECTF(best_epoch >= 0 && best_epoch < 3, "best epoch %d: the test needs an earlier one", best_epoch);
+  EXPECTF(h[0] == h[1], "restored %016llx, trained to the best epoch %016llx", (unsigned long long)h[0],
+          (unsigned long long)h[1]);
+  fl_dataset_free(ds[0]), fl_dataset_free(ds[1]);
+}
+
 /* lr_find trains on a few batches and then puts the model back: with BatchNorm that includes the
  * running statistics (the buffers), so the hash after is the hash before. */
 static void test_lr_find_restores_buffers(void) {
@@ -494,6 +542,7 @@ int main(void) {
   RUN(test_lr_find_restores_buffers);
   RUN(test_many_batch_sizes);
   RUN(test_small_modules);
+  RUN(test_early_stopping_restores_buffers);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);

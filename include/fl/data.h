@@ -155,6 +155,9 @@ fl_status fl_dataloader_set_norm(fl_dataloader *dl, float mean, float std);
 /* Starts an epoch: the k-th call (k = 0, 1, ...) uses permutation k when shuffling. Any epoch
  * in progress is abandoned. */
 void fl_dataloader_begin(fl_dataloader *dl);
+/* begin() that starts at batch `first` (0..len) of the epoch: the same batches as begin() from
+ * there on, none of the earlier ones built (a resume mid-epoch). */
+void fl_dataloader_begin_at(fl_dataloader *dl, int64_t first);
 /* Next batch of the epoch into *b (1), or 0 at the end (and on every call after it). b gets
  * n = 2, n_inp = 1, t[0] = images f32 (B, C*H*W) if flat else (B, C, H, W), values u8 / 255.0f
  * (a division, bitwise as PyTorch's), t[1] = labels i32 (B); B = bs except for the last,

@@ -46,6 +46,7 @@ const char *fl_event_name(fl_event e);   /* "before_fit", ... */
 typedef struct fl_learner fl_learner;
 typedef struct fl_callback fl_callback;
 typedef fl_status (*fl_cb_fn)(fl_callback *cb, fl_learner *learn);
+typedef struct fl_state fl_state;   /* a callback's state in a checkpoint: include/fl/checkpoint.h */
 
 /* A callback. Built-in ones embed it as their first member (cast the pointer back). */
 struct fl_callback {
@@ -54,6 +55,13 @@ struct fl_callback {
   fl_cb_fn on[FL_N_EVENTS];
   void (*free)(fl_callback *cb);   /* releases the callback; NULL when it is not heap-owned */
   void *ctx;                       /* for your own callbacks */
+  /* Checkpoints (optional, both or neither; include/fl/checkpoint.h): save_state puts into st
+   * what the callback needs to go on exactly where the fit is (accumulators mid-epoch, history,
+   * best value so far...); load_state puts it back, in before_fit of a resumed fit, after every
+   * callback's own before_fit handler, with learn->start_* telling where the fit resumes. A
+   * callback keyed by its name (a second one of the same name: "name#2"). */
+  fl_status (*save_state)(fl_callback *cb, fl_learner *l, fl_state *st);
+  fl_status (*load_state)(fl_callback *cb, fl_learner *l, const fl_state *st);
 };
 void fl_callback_free(fl_callback *cb);   /* calls cb->free; accepts NULL */
 
@@ -93,6 +101,13 @@ struct fl_learner {
   fl_graph *graph;              /* per-step arena + tape (owned) */
   struct fl_metrics_cb *metrics;/* set by MetricsCB in before_fit (learn.metrics = self) */
   void *user;                   /* yours */
+  /* Where fit starts: fl_fit sets all three to 0, a resume (CheckpointCB's before_fit) to the
+   * checkpoint's position: the epoch, its validation phase (skipping training) and the batch
+   * of that phase; start_iter is reset to 0 once that phase's loop starts, so before_epoch
+   * handlers can tell a phase resumed mid-way (start_iter > 0: MetricsCB keeps its restored
+   * accumulators). */
+  int start_epoch, start_valid;
+  int64_t start_iter;
 };
 
 /* Learner(model, dls, loss_func, lr, cbs, opt_func). Takes ownership of the n callbacks
@@ -146,7 +161,9 @@ fl_callback *fl_interrupt_cb_new(void);
 int fl_interrupted(void);
 
 /* MetricsCB: the metrics (owned) with names (NULL name: the metric's type name), plus 'loss',
- * a Mean weighted by batch size. Resets in before_epoch, logs in after_epoch. */
+ * a Mean weighted by batch size. Resets in before_epoch (not in a phase resumed mid-way from a
+ * checkpoint: learn->start_iter > 0), logs in after_epoch. Its state for checkpoints: the
+ * accumulators (built-in metrics only). */
 typedef struct fl_log_entry {
   const char *names[8];
   double values[8];             /* metrics then loss */
@@ -172,9 +189,10 @@ fl_callback *fl_metrics_cb_new(int n, fl_metric **metrics, const char **names);
 /* "{'accuracy': '0.602', 'loss': '1.190', 'epoch': 0, 'train': True}" into buf. */
 const char *fl_log_entry_str(const fl_log_entry *e, char *buf, size_t n);
 /* Writes one JSON object per epoch and phase (epoch, train, loss, each metric, seconds, weights
- * hash) to path, created (truncated) at before_fit; each line is flushed as the phase ends, so
- * after a crash or a kill the file holds every finished phase. A write error stops the fit
- * with FL_ERR_IO naming the path. Order 2. */
+ * hash) to path, created at before_fit and truncated before the first record (in a fit resumed
+ * from a checkpoint: cut back to what it held then, and appended to); each line is flushed as
+ * the phase ends, so after a crash or a kill the file holds every finished phase. A write error
+ * stops the fit with FL_ERR_IO naming the path. Order 2. */
 fl_callback *fl_jsonl_cb_new(const char *path);
 /* The same records as CSV: a header (epoch,train,<metrics>,loss,seconds,weights_fnv1a) before
  * the first row, a non-finite value as an empty field; flushed row by row. Order 2. */
@@ -248,7 +266,8 @@ fl_callback *fl_save_model_cb_new(const char *path, const char *monitor, int mod
  * than min_delta (>= 0) over the best, cancels the fit (FL_CANCEL_FIT from after_epoch: the
  * callbacks of higher order skip that after_epoch). At cleanup_fit, whether it fired or not (or
  * the fit failed), the weights of the best epoch are copied back into the model (a copy of its
- * flat parameters kept on the model's device; no file). */
+ * flat parameters and flat buffers, e.g. BatchNorm's running statistics, kept on the model's
+ * device; no file). */
 fl_callback *fl_early_stopping_cb_new(const char *monitor, int mode, int patience, double min_delta);
 /* For a SaveModelCB or EarlyStoppingCB after a fit: the best value (NaN when none), its epoch
  * (-1 when none), and *count = the number of files written (SaveModelCB) or the epoch it stopped

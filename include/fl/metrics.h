@@ -40,6 +40,11 @@ void fl_metric_update(fl_metric *m, const fl_tensor *preds, const fl_tensor *tar
 void fl_mean_update(fl_metric *m, const fl_tensor *x, double w);
 double fl_metric_compute(fl_metric *m);
 void fl_metric_free(fl_metric *m);    /* accepts NULL */
+/* Checkpoints: a built-in's two accumulators (sum, weight) read back exactly ({0, 0} before the
+ * first update), and written back on dev. FL_ERR_ARG for a metric of your own (fl_metric_new):
+ * its state is yours to save. */
+fl_status fl_metric_get_acc(fl_metric *m, double out[2]);
+fl_status fl_metric_set_acc(fl_metric *m, const double v[2], fl_device dev);
 
 /* ---- the lesson's first Metric: add(inp, targ, n) keeps a batch value and its weight n;
  * value is the n-weighted average of the batch values. calc == NULL: the value is inp[0]

@@ -79,6 +79,11 @@ fl_optimizer *fl_adamw_new(fl_module *model, float lr);
 /* An optimiser factory (the Learner's opt_func). */
 typedef fl_optimizer *(*fl_opt_fn)(fl_module *model, float lr);
 
+/* Makes the state buffer `name` now rather than at the step that would first need it (SGD's
+ * "momentum_buffer", made at its first step with momentum), so a checkpoint restores into it.
+ * FL_OK (also when it exists already), FL_ERR_ARG when this optimiser keeps no such buffer,
+ * FL_ERR_NOMEM. */
+fl_status fl_opt_make_buf(fl_optimizer *o, const char *name);
 /* One step over every parameter that has a gradient (grad_none parameters are skipped). */
 fl_status fl_opt_step(fl_optimizer *o);
 /* Sets every parameter's grad to none (PyTorch's set_to_none=True): the memory is not cleared,

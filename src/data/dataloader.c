@@ -416,15 +416,19 @@ fl_status fl_dataloader_set_norm(fl_dataloader *dl, float mean, float std) {
 }
 
 /* ---- iteration ---- */
-void fl_dataloader_begin(fl_dataloader *dl) {
+void fl_dataloader_begin(fl_dataloader *dl) { fl_dataloader_begin_at(dl, 0); }
+
+void fl_dataloader_begin_at(fl_dataloader *dl, int64_t first) {
   FL_CHECK(dl != NULL, "fl_dataloader_begin: dl is NULL");
+  FL_CHECK(first >= 0 && first <= dl->nb, "fl_dataloader_begin_at: batch %lld of %lld", (long long)first,
+           (long long)dl->nb);
   uint64_t k = dl->epoch++;
   if (!dl->th) {
     if (dl->cfg.shuffle) {
       make_perm(dl->perm, dl->n, dl->cfg.seed, k);
       if (dl->be) dl->be->from_host(dl->dperm, dl->perm, (size_t)dl->n * sizeof(int32_t));
     }
-    dl->cur = 0;
+    dl->cur = first;
     dl->started = 1;
     return;
   }
@@ -433,8 +437,8 @@ void fl_dataloader_begin(fl_dataloader *dl) {
   while (dl->busy) pthread_cond_wait(&dl->done_cv, &dl->mu);
   for (int i = 0; i < dl->n_slots; i++) dl->slots[i].batch = -1;
   if (dl->cfg.shuffle) make_perm(dl->perm, dl->n, dl->cfg.seed, k);  /* workers are idle */
-  dl->claim = 0;
-  dl->cur = 0;
+  dl->claim = first;                     /* batch i still goes to slot i % n_slots */
+  dl->cur = first;
   dl->active = 1;
   dl->started = 1;
   pthread_cond_broadcast(&dl->work_cv);

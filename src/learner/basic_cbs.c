@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "fl/checkpoint.h"
 #include "fl/learner.h"
 
 static void plain_free(fl_callback *cb) { free(cb); }
@@ -71,12 +72,23 @@ static fl_status ccb_after_fit(fl_callback *cb, fl_learner *l) {
   return FL_OK;
 }
 
+static fl_status ccb_save_state(fl_callback *cb, fl_learner *l, fl_state *st) {
+  (void)l;
+  return fl_state_set_i64(st, "count", ((completion_cb *)cb)->count);
+}
+static fl_status ccb_load_state(fl_callback *cb, fl_learner *l, const fl_state *st) {
+  (void)l;
+  return fl_state_get_i64(st, "count", &((completion_cb *)cb)->count);
+}
+
 fl_callback *fl_completion_cb_new(FILE *out) {
   completion_cb *c = (completion_cb *)cb_alloc(sizeof *c, "CompletionCB", 0);
   c->out = out ? out : stdout;
   c->cb.on[FL_BEFORE_FIT] = ccb_before_fit;
   c->cb.on[FL_AFTER_BATCH] = ccb_after_batch;
   c->cb.on[FL_AFTER_FIT] = ccb_after_fit;
+  c->cb.save_state = ccb_save_state;
+  c->cb.load_state = ccb_load_state;
   return &c->cb;
 }
 

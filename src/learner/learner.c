@@ -58,8 +58,10 @@ static fl_status one_batch(fl_learner *l) {
 }
 
 static fl_status one_epoch_body(fl_learner *l) {
-  fl_dataloader_begin(l->dl);
-  for (l->iter = 0; fl_dataloader_next(l->dl, &l->batch); l->iter++) {
+  int64_t first = l->start_iter;   /* > 0 only in a phase resumed mid-way */
+  l->start_iter = 0;
+  fl_dataloader_begin_at(l->dl, first);
+  for (l->iter = first; fl_dataloader_next(l->dl, &l->batch); l->iter++) {
     fl_graph_reset(l->graph);
     l->preds = l->loss = NULL;
     fl_status s = with_cbs(l, BATCH, one_batch);
@@ -80,8 +82,9 @@ static fl_status one_epoch(fl_learner *l, int training) {
 }
 
 static fl_status fit_body(fl_learner *l) {
-  for (l->epoch = 0; l->epoch < l->n_epochs; l->epoch++) {
-    fl_status s = l->fit_train ? one_epoch(l, 1) : FL_OK;
+  for (l->epoch = l->start_epoch; l->epoch < l->n_epochs; l->epoch++) {
+    fl_status s = l->fit_train && !l->start_valid ? one_epoch(l, 1) : FL_OK;
+    l->start_valid = 0;
     if (s == FL_OK && l->fit_valid) s = one_epoch(l, 0);
     if (s != FL_OK) return s;
   }
@@ -93,6 +96,7 @@ fl_status fl_fit(fl_learner *l, int n_epochs, int train, int valid, fl_callback 
   for (int i = 0; i < n; i++) fl_learner_add_cb(l, cbs[i]);
   l->n_epochs = n_epochs;
   l->n_iter = 0;
+  l->start_epoch = l->start_valid = 0, l->start_iter = 0;   /* a resume sets them in before_fit */
   if (l->opt_func) {
     fl_opt_free(l->opt);
     l->opt = l->opt_func(l->model, lr > 0 ? lr : l->lr);

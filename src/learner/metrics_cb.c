@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "fl/checkpoint.h"
 #include "fl/learner.h"
 
 const char *fl_log_entry_str(const fl_log_entry *e, char *buf, size_t n) {
@@ -28,10 +29,11 @@ static fl_status mcb_before_fit(fl_callback *cb, fl_learner *l) {
 }
 
 static fl_status mcb_before_epoch(fl_callback *cb, fl_learner *l) {
-  (void)l;
   fl_metrics_cb *m = (fl_metrics_cb *)cb;
-  for (int i = 0; i < m->n; i++) fl_metric_reset(m->metrics[i]);
-  fl_metric_reset(m->loss);
+  if (l->start_iter == 0) {   /* > 0: a phase resumed mid-way keeps its restored accumulators */
+    for (int i = 0; i < m->n; i++) fl_metric_reset(m->metrics[i]);
+    fl_metric_reset(m->loss);
+  }
   m->t0 = fl_now();
   return FL_OK;
 }
@@ -61,6 +63,30 @@ static fl_status mcb_after_epoch(fl_callback *cb, fl_learner *l) {
   return FL_OK;
 }
 
+/* Checkpoints: every metric's accumulators then the loss's, (sum, weight) pairs, exactly. */
+static fl_status mcb_save_state(fl_callback *cb, fl_learner *l, fl_state *st) {
+  (void)l;
+  fl_metrics_cb *m = (fl_metrics_cb *)cb;
+  double a[16];
+  fl_status s = FL_OK;
+  for (int i = 0; i <= m->n && s == FL_OK; i++) s = fl_metric_get_acc(i < m->n ? m->metrics[i] : m->loss, a + 2 * i);
+  return s != FL_OK ? s : fl_state_set_f64s(st, "acc", a, 2 * (m->n + 1));
+}
+
+static fl_status mcb_load_state(fl_callback *cb, fl_learner *l, const fl_state *st) {
+  fl_metrics_cb *m = (fl_metrics_cb *)cb;
+  double a[16];
+  int64_t k = 0;
+  fl_status s = fl_state_get_f64s(st, "acc", a, 16, &k);
+  if (s != FL_OK) return s;
+  if (k != 2 * (m->n + 1))
+    return fl_error(FL_ERR_FORMAT, "MetricsCB: the checkpoint has %lld accumulators, %d metrics and the loss need %d",
+                    (long long)k, m->n, 2 * (m->n + 1));
+  for (int i = 0; i <= m->n && s == FL_OK; i++)
+    s = fl_metric_set_acc(i < m->n ? m->metrics[i] : m->loss, a + 2 * i, l->model->device);
+  return s;
+}
+
 static void mcb_free(fl_callback *cb) {
   fl_metrics_cb *m = (fl_metrics_cb *)cb;
   for (int i = 0; i < m->n; i++) fl_metric_free(m->metrics[i]);
@@ -78,6 +104,8 @@ fl_callback *fl_metrics_cb_new(int n, fl_metric **metrics, const char **names) {
   m->cb.on[FL_BEFORE_EPOCH] = mcb_before_epoch;
   m->cb.on[FL_AFTER_BATCH] = mcb_after_batch;
   m->cb.on[FL_AFTER_EPOCH] = mcb_after_epoch;
+  m->cb.save_state = mcb_save_state;
+  m->cb.load_state = mcb_load_state;
   for (int i = 0; i < n; i++) {
     FL_CHECK(metrics[i], "fl_metrics_cb_new: metric %d is NULL", i);
     m->metrics[i] = metrics[i];

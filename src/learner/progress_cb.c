@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "fl/checkpoint.h"
 #include "fl/learner.h"
 #include "fl/progress.h"
 
@@ -126,6 +127,33 @@ static fl_status pcb_cleanup_fit(fl_callback *cb, fl_learner *l) {
   return fl_plot_png(c->png, s, c->n_val ? 2 : 1, &o);
 }
 
+/* Checkpoints: the losses recorded for the plot. */
+static fl_status pcb_save_state(fl_callback *cb, fl_learner *l, fl_state *st) {
+  (void)l;
+  progress_cb *c = (progress_cb *)cb;
+  fl_status s = fl_state_set_f64s(st, "losses", c->losses, c->n_losses);
+  if (s == FL_OK) s = fl_state_set_f64s(st, "val_x", c->val_x, c->n_val);
+  if (s == FL_OK) s = fl_state_set_f64s(st, "val_losses", c->val_losses, c->n_val);
+  return s;
+}
+
+static fl_status pcb_load_state(fl_callback *cb, fl_learner *l, const fl_state *st) {
+  (void)l;
+  progress_cb *c = (progress_cb *)cb;
+  int64_t n = 0, nv = 0, nv2 = 0;
+  fl_status s = fl_state_get_f64s(st, "losses", c->losses, c->cap, &n);
+  if (s == FL_OK) s = fl_state_get_f64s(st, "val_x", c->val_x, c->cap, &nv);
+  if (s == FL_OK) s = fl_state_get_f64s(st, "val_losses", c->val_losses, c->cap, &nv2);
+  if (s == FL_OK && nv != nv2)
+    s = fl_error(FL_ERR_FORMAT, "ProgressCB: %lld valid steps but %lld valid losses", (long long)nv, (long long)nv2);
+  if (s != FL_OK) {
+    c->n_losses = c->n_val = 0;
+    return s;
+  }
+  c->n_losses = (int)n, c->n_val = (int)nv;
+  return FL_OK;
+}
+
 static void pcb_free(fl_callback *cb) {
   progress_cb *c = (progress_cb *)cb;
   fl_progress_free(c->p);
@@ -145,6 +173,8 @@ fl_callback *fl_progress_cb_new(int plot, const char *png, FILE *out, int bars) 
   c->cb.on[FL_AFTER_EPOCH] = pcb_after_epoch;
   c->cb.on[FL_CLEANUP_EPOCH] = pcb_cleanup_epoch;
   c->cb.on[FL_CLEANUP_FIT] = pcb_cleanup_fit;
+  c->cb.save_state = pcb_save_state;
+  c->cb.load_state = pcb_load_state;
   c->plot = plot;
   c->png = png ? strdup(png) : NULL;
   c->out = out ? out : stdout;

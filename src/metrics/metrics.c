@@ -73,6 +73,21 @@ void fl_mean_update(fl_metric *m, const fl_tensor *x, double w) {
   fl_backend_for(x->device)->mean_update(acc_on(m, x->device), x->data, (size_t)fl_numel(x), w);
 }
 
+static int builtin(const fl_metric *m) { return m->reset == acc_reset && m->compute == acc_compute; }
+
+fl_status fl_metric_get_acc(fl_metric *m, double out[2]) {
+  if (!builtin(m)) return fl_error(FL_ERR_ARG, "metric %s keeps its own state: a checkpoint cannot save it", m->name);
+  out[0] = out[1] = 0;
+  if (m->acc) fl_backend_for(m->acc_device)->to_host(out, m->acc, 2 * sizeof(double));
+  return FL_OK;
+}
+
+fl_status fl_metric_set_acc(fl_metric *m, const double v[2], fl_device dev) {
+  if (!builtin(m)) return fl_error(FL_ERR_ARG, "metric %s keeps its own state: a checkpoint cannot restore it", m->name);
+  fl_backend_for(dev)->from_host(acc_on(m, dev), v, 2 * sizeof(double));
+  return FL_OK;
+}
+
 fl_metric *fl_multiclass_accuracy_new(void) {
   return fl_metric_new("MulticlassAccuracy", acc_reset, accuracy_update, acc_compute, NULL, NULL);
 }

@@ -349,6 +349,21 @@ static void named_free(named_list *l) {
   free(l->v);
 }
 
+int fl__st_names(fl_module *m, char ***names, fl_tensor ***ts) {
+  named_list l = {0};
+  collect(m, "", &l);
+  *names = fl_xmalloc((size_t)(l.n ? l.n : 1) * sizeof **names);
+  *ts = fl_xmalloc((size_t)(l.n ? l.n : 1) * sizeof **ts);
+  for (int i = 0; i < l.n; i++) (*names)[i] = l.v[i].name, (*ts)[i] = l.v[i].t;
+  free(l.v);
+  return l.n;
+}
+
+void fl__st_names_free(char **names, fl_tensor **ts, int n) {
+  for (int i = 0; names && i < n; i++) free(names[i]);
+  free(names), free(ts);
+}
+
 /* ---- writing ---- */
 static int write_all(int fd, const void *buf, size_t n) {
   const char *p = buf;

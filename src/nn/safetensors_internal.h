@@ -27,4 +27,11 @@ typedef struct fl__st_want {
 fl_status fl__safetensors_parse_mem(const void *p, size_t n, const char *name,
                                     const fl__st_want *want, int n_want, size_t *data_off);
 
+/* The parameters of a module tree with their state_dict names, in order ("0.weight", ...):
+ * *names (each malloc'd) and *ts are new arrays of the returned count; free with
+ * fl__st_names_free. Not in FL_SAFETENSORS_PARSE_ONLY builds. */
+struct fl_module;
+int fl__st_names(struct fl_module *m, char ***names, fl_tensor ***ts);
+void fl__st_names_free(char **names, fl_tensor **ts, int n);
+
 #endif

@@ -1,6 +1,7 @@
 /* SGD over parameter groups (torch.optim.SGD: momentum, dampening, nesterov, weight decay),
  * the flat-state helpers the optimisers share, and the ExponentialLR scheduler. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/backend.h"
 #include "fl/optim.h"
@@ -22,6 +23,17 @@ fl_tensor *fl__opt_add_buf(fl_optimizer *o, const char *name) {
   o->bufs[o->n_bufs] = t;
   o->buf_names[o->n_bufs++] = name;
   return t;
+}
+
+fl_status fl_opt_make_buf(fl_optimizer *o, const char *name) {
+  for (int i = 0; i < o->n_bufs; i++)
+    if (!strcmp(o->buf_names[i], name)) return FL_OK;
+  /* Adam/AdamW make theirs with the optimiser; only SGD's appears later */
+  if (strcmp(o->name, "SGD") || strcmp(name, "momentum_buffer") || o->n_bufs)
+    return fl_error(FL_ERR_ARG, "%s keeps no optimiser buffer '%s'", o->name, name);
+  if (!fl__opt_add_buf(o, "momentum_buffer"))
+    return fl_error(FL_ERR_NOMEM, "SGD: out of memory for the momentum buffer (%s)", fl_last_error());
+  return FL_OK;
 }
 
 fl_status fl__opt_bufs_follow(fl_optimizer *o) {
