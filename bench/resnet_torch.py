@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """PyTorch peer of `flexlearn fit --model resnet`: 13_resnet's ResNet (tools/models_vs_torch.py's
-definition), inputs (x/255 - 0.28)/0.35, cross-entropy, plain SGD, one epoch: train 60000
+definition), inputs (x/255 - 0.28)/0.35, cross-entropy, plain SGD (or --opt adamw --sched onecycle: 13_resnet's
+recipe, torch.optim.AdamW + OneCycleLR stepped per batch), one epoch: train 60000
 shuffled at bs, valid 10000 at 2*bs, on the CPU, channels_last. Data preloaded as tensors.
 
   bench/resnet_torch.py [--data DIR] [--bs 1024] [--lr 0.1] [--threads 2] [--epochs 1]
+                        [--opt sgd|adamw] [--sched none|onecycle]
 
 Prints `resnet-torch: bs=.. threads=.. epoch_s=.. (per epoch) peak_rss_mb=.. acc=.. loss=..`."""
 import argparse, gzip, os, resource, sys, time
@@ -14,6 +16,8 @@ ap.add_argument('--bs', type=int, default=1024)
 ap.add_argument('--lr', type=float, default=0.1)
 ap.add_argument('--threads', type=int, default=2)
 ap.add_argument('--epochs', type=int, default=1)
+ap.add_argument('--opt', choices=('sgd', 'adamw'), default='sgd')
+ap.add_argument('--sched', choices=('none', 'onecycle'), default='none')
 args = ap.parse_args()
 for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'): os.environ[v] = str(args.threads)
 import numpy as np
@@ -45,13 +49,17 @@ torch.manual_seed(1)
 model = resnet().to(memory_format=torch.channels_last)
 for m in model.modules():
     if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)): torch.nn.init.kaiming_normal_(m.weight, a=0.1)
-opt = torch.optim.SGD(model.parameters(), args.lr)
+opt = torch.optim.AdamW(model.parameters(), args.lr) if args.opt == 'adamw' else torch.optim.SGD(model.parameters(), args.lr)
+n_batches = (len(xt) + args.bs - 1) // args.bs
+sched = (torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * n_batches)
+         if args.sched == 'onecycle' else None)
 for e in range(args.epochs):
     t0 = time.perf_counter()
     model.train()
     for b in torch.randperm(len(xt)).split(args.bs):
         loss = F.cross_entropy(model(xt[b]), yt[b])
         loss.backward(); opt.step(); opt.zero_grad()
+        if sched: sched.step()
     model.eval()
     correct, tot = 0, 0.0
     with torch.no_grad():

@@ -644,6 +644,9 @@ static void test_cli_kill_adamw_onecycle(void) { cli_kill_resume_with("2", "--op
 static void test_cli_kill_sgd_onecycle(void) { cli_kill_resume_with("1", "--sched", "onecycle", "--seed", "42"); }
 /* EarlyStoppingCB: its best value, wait count and best weights come back, so the fit it stops
  * (no gain above 0.5 in epoch 1) ends with epoch 0's weights after any resume */
+/* The ResNet: BatchNorm's running stats (buffers) and AdamW's moments come back too */
+static void test_cli_kill_resnet_1(void) { cli_kill_resume_with("1", "--model", "resnet", "--opt", "adamw"); }
+static void test_cli_kill_resnet_2(void) { cli_kill_resume_with("2", "--model", "resnet", "--opt", "adamw"); }
 static void test_cli_kill_early_stop(void) { cli_kill_resume_with("2", "--early-stop", "1", "--min-delta", "0.5"); }
 
 /* A real kill -9 at a moment the test does not choose (once 2+ checkpoints exist), then resume;
@@ -808,6 +811,8 @@ int main(void) {
     RUN(test_cli_kill_adamw_onecycle);
     RUN(test_cli_kill_sgd_onecycle);
     RUN(test_cli_kill_early_stop);
+    RUN(test_cli_kill_resnet_1);
+    RUN(test_cli_kill_resnet_2);
     RUN(test_cli_external_kill_and_sigint);
     RUN(test_cli_bad_resume);
   }

@@ -9,12 +9,13 @@
 #   dataset-fashion-mnist  the data, in /usr/share/datasets/fashion-mnist
 #   python3-torch python3-numpy  PyTorch, only for fixtures and the benchmark's peer loop
 #   python3-pil      Pillow, only for the test that images are made grey as PIL's convert('L')
+#   time             /usr/bin/time: peak memory of the ResNet benchmark (make bench)
 #   libopenblas0-openmp  OpenBLAS for that torch (else the reference BLAS: 20x slower); its OpenMP
 #                    build shares torch's thread pool (the pthread build measured 0-25 % slower)
 #   clang libclang-rt-14-dev  clang and its libFuzzer, only for make fuzz (FL_SETUP_FUZZ=1)
 set -e
 pkgs="gcc make libdnnl-dev zlib1g-dev libcairo2-dev libcjson-dev libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist"
-[ "${FL_SETUP_TORCH:-0}" = 1 ] && pkgs="$pkgs python3-torch python3-numpy python3-pil libopenblas0-openmp"
+[ "${FL_SETUP_TORCH:-0}" = 1 ] && pkgs="$pkgs python3-torch python3-numpy python3-pil libopenblas0-openmp time"
 [ "${FL_SETUP_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"   # make fuzz only
 missing=""
 for p in $pkgs; do
