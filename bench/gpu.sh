@@ -65,12 +65,14 @@ done
 if [ -z "$missing" ]; then step "deps: ok"; else echo "deps missing:$missing"; fi
 # Work around what is missing (the GPU machine has no package registry): the GPU path needs
 # neither oneDNN nor cairo nor cJSON (DNNL=0: plain C GEMM for the CPU tests; CAIRO=0: no PNG
-# plots; CJSON=0: no safetensors weights);
+# plots; CJSON=0: no safetensors weights; PNG=0 / JPEG=0: predict reads no image files);
 # zlib's headers can travel in data/include and link against the runtime libz.so.1.
 auto=""
 has_header oneapi/dnnl/dnnl.h && has_lib libdnnl.so || auto="$auto DNNL=0"
 has_header cairo.h && has_lib libcairo.so || auto="$auto CAIRO=0"
 has_header cjson/cJSON.h && has_lib libcjson.so || auto="$auto CJSON=0"
+has_header png.h && has_lib libpng16.so || auto="$auto PNG=0"
+has_header jpeglib.h && has_lib libjpeg.so || auto="$auto JPEG=0"
 if ! has_header zlib.h && [ -f data/include/zlib.h ]; then auto="$auto EXTRA_CFLAGS=-I$(pwd)/data/include"; fi
 has_lib 'libz.so ' || auto="$auto ZLIB=-l:libz.so.1"
 FL_MAKE_FLAGS="$auto $FL_MAKE_FLAGS"

@@ -119,6 +119,9 @@ static void save_run(const char *monitor, int mode, const double *seq, int n, in
 }
 
 static void test_save_model_cb(void) {
+#ifdef FL_NO_CJSON
+  SKIP("built without cJSON (CJSON=0): SaveModelCB writes safetensors");
+#endif
   /* accuracy: max by default; a tie is no improvement; NaN never is */
   const double acc[] = {0.5, 0.7, 0.6, 0.7, 0.8, NAN};
   save_run("accuracy", FL_MODE_AUTO, acc, 6, 4, 3);
@@ -133,6 +136,9 @@ static void test_save_model_cb(void) {
 }
 
 static void test_save_model_cb_errors(void) {
+#ifdef FL_NO_CJSON
+  SKIP("built without cJSON (CJSON=0): SaveModelCB writes safetensors");
+#endif
   fx f;
   fx_init(&f, 4);
   const double seq[] = {0.5};

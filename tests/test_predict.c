@@ -174,6 +174,9 @@ static char g_w[256];   /* weights of a 3-epoch fit on the synthetic data */
 static double g_fit_acc;
 
 static void test_fit_then_predict(void) {
+#ifdef FL_NO_CJSON
+  SKIP("built without cJSON (CJSON=0): no safetensors weights");
+#endif
   snprintf(g_w, sizeof g_w, "%s", path("w.safetensors"));
   char *log = path("fit.jsonl");
   int rc = CLI("fit", "--data", path("data"), "--epochs", "3", "--bs", "64", "--lr", "0.1", "--no-progress", "--device",
@@ -426,6 +429,7 @@ static void test_bad_files(void) {
   BAD(1, txt, "predict", "--weights", g_w, txt);
   EXPECT(strstr(g_err, "not a PNG or JPEG") != NULL);
   BAD(1, empty, "predict", "--weights", g_w, empty);
+#ifndef FL_NO_CJSON
   /* weights of another shape (a model of 4 inputs saved as safetensors) */
   fl_module *small = fl_get_model(1, 4, 3, 2);
   char *sw = path("small.safetensors");
@@ -433,6 +437,7 @@ static void test_bad_files(void) {
   fl_module_free(small);
   BAD(1, sw, "predict", "--weights", sw, "--data", path("data"));
   EXPECT(strstr(g_err, "shape") != NULL);
+#endif
 #if !defined(FL_NO_PNG) && !defined(FL_NO_JPEG)
   /* truncated PNG and JPEG (good files cut in half, or cut by one byte), a 32x32 PNG, a 28x29 JPEG */
   static uint8_t px[32 * 32];
@@ -508,6 +513,9 @@ static void test_bad_flags(void) {
 /* fit --save-best / --early-stop through the CLI: the file holds the best epoch, whose accuracy
  * predict gives back; early stopping puts the best weights back before --save writes them. */
 static void test_fit_best_and_early_stop(void) {
+#ifdef FL_NO_CJSON
+  SKIP("built without cJSON (CJSON=0): no safetensors weights");
+#endif
   char *best = path("best.safetensors"), *log = path("best.jsonl");
   int rc = CLI("fit", "--data", path("data"), "--epochs", "6", "--bs", "64", "--lr", "0.6", "--no-progress", "--save",
                best, "--save-best", "accuracy", "--log", log, "--device", "cpu");
@@ -605,6 +613,9 @@ static const char torch_script[] =
     "print(f'accuracy: {acc:.4f}')\n";
 
 static void test_pytorch_same_accuracy(void) {
+#ifdef FL_NO_CJSON
+  SKIP("built without cJSON (CJSON=0): no safetensors weights");
+#endif
   const char *dir = "/usr/share/datasets/fashion-mnist";
   struct stat st;
   if (stat(dir, &st) != 0) SKIP("no Fashion-MNIST at /usr/share/datasets/fashion-mnist (dataset-fashion-mnist)");
@@ -633,6 +644,15 @@ static void test_pytorch_same_accuracy(void) {
   unlink(w), unlink(log), unlink(py);
 }
 
+#ifdef FL_NO_CJSON
+/* CJSON=0: no safetensors, so no weights to predict with: one line saying why, exit 1 */
+static void test_without_cjson(void) {
+  char *w = path("w.safetensors");
+  write_file(w, "", 0);
+  BAD(1, "CJSON=0", "predict", "--weights", w, "--data", path("data"));
+}
+#endif
+
 int main(void) {
   g_cli = getenv("FLEXLEARN_CLI");
   if (!g_cli || !*g_cli) g_cli = "build/flexlearn";
@@ -643,6 +663,9 @@ int main(void) {
   fl_init(1);
   if (!mkdtemp(g_dir)) return perror("mkdtemp"), 2;
   make_data();
+#ifdef FL_NO_CJSON
+  RUN(test_without_cjson);
+#endif
   RUN(test_fit_then_predict);
   RUN(test_image_files);
   RUN(test_grey_as_pil);
