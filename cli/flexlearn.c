@@ -624,9 +624,15 @@ int main(int argc, char **argv) {
     }
     if (s == FL_OK) printf("weights fnv1a %016llx\n", (unsigned long long)fl_module_hash(model));
     if (s == FL_OK && o.tta && !fl_interrupted()) {   /* 14_augment's TTA: mean softmax with the flipped image */
+      /* a learner for prediction (the valid batch path: DeviceCB, the model's batch transforms),
+       * so the fit's loggers record no extra validation passes */
+      fl_callback *pcbs[4] = {fl_device_cb_new(dev)};
+      int np = add_model_cbs(o.model, pcbs, 1);
+      fl_learner *pl = fl_learner_new(model, NULL, fl_cross_entropy, (float)o.lr, pcbs, np, NULL, &fl_train_ops);
       double tta = 0, plain = 0;
-      if ((s = fl_tta_accuracy(l, dls.valid, &tta, &plain)) == FL_OK)
+      if ((s = fl_tta_accuracy(pl, dls.valid, &tta, &plain)) == FL_OK)
         printf("tta accuracy: %.4f (without: %.4f)\n", tta, plain);
+      fl_learner_free(pl);
     }
     /* after a whole fit, or one stopped by Ctrl-C (also FL_OK): keep what was trained */
     if (s == FL_OK && save_cb && fl_best_cb_info(save_cb, &best, &best_epoch, &count)) {
