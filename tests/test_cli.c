@@ -574,6 +574,34 @@ static void test_augment_run(void) {
   rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
            "--seed", "7", "--threads", "2", "--lr", "0.05", "--augment", "crop,flip", "--tta");
   EXPECTF(rc == 0 && !strcmp(g_out, out1), "threads 1:\n%sthreads 2:\n%s%s", out1, g_out, g_err);
+#ifndef FL_NO_CJSON
+  /* resumed mid-epoch from the first checkpoint of an augmented run: the same final weights */
+  char ck[192], full_hash[64] = "", *hp, p2[512];
+  path_in(ck, sizeof ck, "aug_ck");
+  rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
+           "--seed", "7", "--lr", "0.05", "--augment", "crop,flip,erase", "--checkpoint", ck, "--every", "2", "--keep", "10");
+  if ((hp = strstr(g_out, "weights fnv1a "))) snprintf(full_hash, sizeof full_hash, "%.30s", hp);
+  EXPECTF(rc == 0 && full_hash[0], "rc %d: %s%s", rc, g_out, g_err);
+  DIR *d = opendir(ck);
+  char first[256] = "", names[16][256];
+  int nn = 0;
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (!strncmp(e->d_name, "ckpt-", 5) && nn < 16) snprintf(names[nn++], 256, "%s", e->d_name);
+  if (d) closedir(d);
+  for (int i = 0; i < nn; i++)
+    if (!first[0] || strcmp(names[i], first) < 0) snprintf(first, sizeof first, "%.200s", names[i]);
+  for (int i = 0; i < nn; i++)
+    if (strcmp(names[i], first)) snprintf(p2, sizeof p2, "%s/%.200s", ck, names[i]), unlink(p2);
+  EXPECTF(nn >= 3 && !strncmp(first, "ckpt-000000-train-", 18), "%d checkpoints, first %s", nn, first);
+  rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
+           "--seed", "7", "--lr", "0.05", "--augment", "crop,flip,erase", "--resume", ck, "--threads", "1");
+  EXPECTF(rc == 0 && strstr(g_out, full_hash), "resumed from %s: rc %d: %s%s (want %s)", first, rc, g_out, g_err, full_hash);
+  d = opendir(ck);
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (e->d_name[0] != '.') snprintf(p2, sizeof p2, "%s/%.200s", ck, e->d_name), unlink(p2);
+  if (d) closedir(d);
+  rmdir(ck);
+#endif
   /* mlp: the same images, flattened; erase and --pad too */
   rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
            "--augment", "erase,crop", "--pad", "3");
