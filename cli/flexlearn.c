@@ -280,11 +280,11 @@ static const char *num(char *buf, size_t n, double x) {
 }
 
 /* The flags that shape the run, as (flag, value) pairs a resume must match. */
-enum { N_CONFIG = 10 };
+enum { N_CONFIG = 11 };
 static void run_config(const opts *o, const fl_dataset *train, const fl_dataset *valid, char v[N_CONFIG][64],
                        const char *kv[2 * N_CONFIG]) {
   static const char *keys[N_CONFIG] = {"--model", "--opt", "--bs", "--lr", "--mom", "--seed", "--epochs", "--data",
-                                       "--sched", "--wd"};
+                                       "--sched", "--wd", "--augment"};
   snprintf(v[0], 64, "%s", o->model);
   snprintf(v[1], 64, "%s", o->opt);
   snprintf(v[2], 64, "%d", o->bs);
@@ -297,6 +297,12 @@ static void run_config(const opts *o, const fl_dataset *train, const fl_dataset 
   snprintf(v[8], 64, "%s", o->sched);
   if (o->wd >= 0) num(v[9], 64, o->wd);
   else snprintf(v[9], 64, "default");
+  /* the augmentation draws are part of the run: "none", or e.g. "crop,flip pad 1" */
+  snprintf(v[10], 64, "%s%s%s%s", o->augment ? "" : "none", o->augment & FL_AUG_CROP ? "crop," : "",
+           o->augment & FL_AUG_FLIP ? "flip," : "", o->augment & FL_AUG_ERASE ? "erase," : "");
+  size_t al = strlen(v[10]);
+  if (o->augment) v[10][al - 1] = 0;
+  if (o->augment & FL_AUG_CROP) snprintf(v[10] + al - 1, 64 - (al - 1), " pad %d", o->pad);
   for (int i = 0; i < N_CONFIG; i++) kv[2 * i] = keys[i], kv[2 * i + 1] = v[i];
 }
 
@@ -307,6 +313,7 @@ static int config_differs(const fl_checkpoint *ck, const char *const *kv, const 
   for (int i = 0; i < N_CONFIG; i++) {
     const char *theirs = fl_checkpoint_config(ck, kv[2 * i]);
     if (theirs && !strcmp(theirs, kv[2 * i + 1])) continue;
+    if (!theirs && !strcmp(kv[2 * i], "--augment") && !strcmp(kv[2 * i + 1], "none")) continue;   /* older checkpoints */
     if (k < sizeof msg)
       k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s %s (checkpoint: %s)", k ? ", " : "", kv[2 * i], kv[2 * i + 1],
                             theirs ? theirs : "none");

@@ -596,6 +596,10 @@ static void test_augment_run(void) {
   rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
            "--seed", "7", "--lr", "0.05", "--augment", "crop,flip,erase", "--resume", ck, "--threads", "1");
   EXPECTF(rc == 0 && strstr(g_out, full_hash), "resumed from %s: rc %d: %s%s (want %s)", first, rc, g_out, g_err, full_hash);
+  /* other augmentation than the checkpoint's: refused, naming it */
+  rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
+           "--seed", "7", "--lr", "0.05", "--augment", "crop,flip", "--resume", ck);
+  EXPECTF(rc == 2 && one_line_naming(g_err, "--augment crop,flip pad 1 (checkpoint: crop,flip,erase pad 1)"), "rc %d: %s", rc, g_err);
   d = opendir(ck);
   for (struct dirent *e; d && (e = readdir(d));)
     if (e->d_name[0] != '.') snprintf(p2, sizeof p2, "%s/%.200s", ck, e->d_name), unlink(p2);
