@@ -63,6 +63,13 @@ static const char usage[] =
     "                    with the checkpointed run's --every and --keep unless given\n"
     "  --every N         with --checkpoint/--resume: also every N training batches (default 0: epoch ends)\n"
     "  --keep K          with --checkpoint/--resume: keep the newest K checkpoints (default 3)\n"
+    "  --augment LIST    fit, lr_find: augment each training sample (14_augment, per sample, keyed by\n"
+    "                    --seed, epoch and image): any of crop (a shift by up to --pad pixels, zero fill),\n"
+    "                    flip (horizontal, p 0.5), erase (RandErase: 0-4 rectangles of N(0,1) noise),\n"
+    "                    comma-separated, e.g. crop,flip\n"
+    "  --pad N           with --augment crop: the crop's padding, 0..27 (default 1)\n"
+    "  --tta             fit: after the fit, the valid accuracy of test-time augmentation (the mean\n"
+    "                    softmax of each image and its horizontal flip): tta accuracy: 0.xxxx\n"
     "  --no-progress     no bars: the lesson's metric lines only\n"
     "predict (inference in eval mode, no grad, through the validation batch path):\n"
     "  --weights FILE    the safetensors weights of --model (from fit --save); required\n"
@@ -88,6 +95,7 @@ typedef struct opts {
   unsigned long long seed;
   int use_mom;
   const char *device;
+  int augment, pad, tta;        /* --augment flags (FL_AUG_*), --pad, --tta */
 } opts;
 
 static int bad(const char *flag, const char *val, const char *why) {
@@ -121,9 +129,10 @@ static int parse_double(const char *flag, const char *v, double *out) {
 /* Which command takes which of the newer flags (the older ones are taken by fit and lr_find,
  * and --bs/--threads/--workers/--data/--device/--model by predict too). */
 static int flag_for_cmd(const char *f, const char *cmd) {
-  static const char *const fit_only[] = {"--save-best", "--early-stop", "--min-delta"};
+  static const char *const fit_only[] = {"--save-best", "--early-stop", "--min-delta", "--tta"};
   static const char *const predict_only[] = {"--weights", "--images", "--labels"};
-  static const char *const not_predict[] = {"--epochs", "--lr", "--mom", "--seed", "--plot", "--log", "--csv", "--save"};
+  static const char *const not_predict[] = {"--epochs", "--lr", "--mom", "--seed", "--plot", "--log", "--csv", "--save",
+                                           "--augment", "--pad"};
   for (size_t k = 0; k < sizeof fit_only / sizeof *fit_only; k++)
     if (!strcmp(f, fit_only[k]) && strcmp(cmd, "fit")) return bad(f, NULL, "is a flag of fit only");
   for (size_t k = 0; k < sizeof predict_only / sizeof *predict_only; k++)
@@ -136,7 +145,7 @@ static int flag_for_cmd(const char *f, const char *cmd) {
 static int parse(int argc, char **argv, opts *o) {
   int r0;
   *o = (opts){.model = "mlp", .epochs = 1, .bs = 1024, .threads = 2, .workers = 0, .progress = 1, .lr = 0.2,
-              .mom = 0.85, .seed = 42, .device = "auto", .opt = "sgd", .sched = "none", .wd = -1, .every = -1, .keep = -1};
+              .mom = 0.85, .seed = 42, .device = "auto", .opt = "sgd", .sched = "none", .wd = -1, .every = -1, .keep = -1, .pad = -1};
   if (argc < 2) return fprintf(stderr, "%s", usage), 2;
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return fputs(usage, stdout), -1;
   o->cmd = argv[1];
@@ -149,12 +158,17 @@ static int parse(int argc, char **argv, opts *o) {
     if (!strcmp(f, "--help") || !strcmp(f, "-h")) return fputs(usage, stdout), -1;
     if (predict && f[0] != '-') { o->files[o->n_files++] = f; continue; }   /* an image file */
     if (!strcmp(f, "--no-progress")) { o->progress = 0; continue; }
+    if (!strcmp(f, "--tta")) {
+      if ((r0 = flag_for_cmd(f, o->cmd))) return r0;
+      o->tta = 1;
+      continue;
+    }
     if (!strcmp(f, "--verbose") && predict) { o->verbose = 1; continue; }
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
                                        "--data", "--device", "--plot", "--log", "--csv", "--save", "--model",
                                        "--opt", "--sched", "--wd",
                                        "--save-best", "--early-stop", "--min-delta", "--weights", "--images", "--labels",
-                                       "--checkpoint", "--resume", "--every", "--keep"};
+                                       "--checkpoint", "--resume", "--every", "--keep", "--augment", "--pad"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
     if (!known) return bad(f, NULL, "unknown flag (see --help)");
@@ -167,6 +181,10 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(f, "--threads")) r = parse_int(f, v, 1, 1024, &o->threads);
     else if (!strcmp(f, "--workers")) r = parse_int(f, v, 0, 64, &o->workers);
     else if (!strcmp(f, "--every")) r = parse_int(f, v, 0, INT_MAX, &o->every);
+    else if (!strcmp(f, "--pad")) r = parse_int(f, v, 0, 27, &o->pad);   /* smaller than the 28x28 images */
+    else if (!strcmp(f, "--augment")) {
+      if (!fl_augment_parse(v, &o->augment)) return bad(f, v, "unknown augmentation (allowed: crop, flip, erase)");
+    }
     else if (!strcmp(f, "--keep")) r = parse_int(f, v, 1, 1000000, &o->keep);
     else if (!strcmp(f, "--checkpoint") || !strcmp(f, "--resume")) {
       if (!*v) return bad(f, v, "needs a directory");
@@ -232,6 +250,8 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(f, "--labels")) o->labels = v;
     if (r) return r;
   }
+  if (o->pad >= 0 && !(o->augment & FL_AUG_CROP)) return bad("--pad", NULL, "needs --augment with crop");
+  if (o->pad < 0) o->pad = 1;
   if (strcmp(o->cmd, "fit") && strcmp(o->sched, "none")) return bad("--sched", o->sched, "applies to fit only");
   if (o->save_best && !o->save) return bad("--save-best", o->save_best, "needs --save FILE.safetensors (where the best weights go)");
   if (o->min_delta > 0 && !o->early_stop) return bad("--min-delta", NULL, "needs --early-stop N");
@@ -260,11 +280,11 @@ static const char *num(char *buf, size_t n, double x) {
 }
 
 /* The flags that shape the run, as (flag, value) pairs a resume must match. */
-enum { N_CONFIG = 10 };
+enum { N_CONFIG = 11 };
 static void run_config(const opts *o, const fl_dataset *train, const fl_dataset *valid, char v[N_CONFIG][64],
                        const char *kv[2 * N_CONFIG]) {
   static const char *keys[N_CONFIG] = {"--model", "--opt", "--bs", "--lr", "--mom", "--seed", "--epochs", "--data",
-                                       "--sched", "--wd"};
+                                       "--sched", "--wd", "--augment"};
   snprintf(v[0], 64, "%s", o->model);
   snprintf(v[1], 64, "%s", o->opt);
   snprintf(v[2], 64, "%d", o->bs);
@@ -277,6 +297,12 @@ static void run_config(const opts *o, const fl_dataset *train, const fl_dataset 
   snprintf(v[8], 64, "%s", o->sched);
   if (o->wd >= 0) num(v[9], 64, o->wd);
   else snprintf(v[9], 64, "default");
+  /* the augmentation draws are part of the run: "none", or e.g. "crop,flip pad 1" */
+  snprintf(v[10], 64, "%s%s%s%s", o->augment ? "" : "none", o->augment & FL_AUG_CROP ? "crop," : "",
+           o->augment & FL_AUG_FLIP ? "flip," : "", o->augment & FL_AUG_ERASE ? "erase," : "");
+  size_t al = strlen(v[10]);
+  if (o->augment) v[10][al - 1] = 0;
+  if (o->augment & FL_AUG_CROP) snprintf(v[10] + al - 1, 64 - (al - 1), " pad %d", o->pad);
   for (int i = 0; i < N_CONFIG; i++) kv[2 * i] = keys[i], kv[2 * i + 1] = v[i];
 }
 
@@ -287,6 +313,7 @@ static int config_differs(const fl_checkpoint *ck, const char *const *kv, const 
   for (int i = 0; i < N_CONFIG; i++) {
     const char *theirs = fl_checkpoint_config(ck, kv[2 * i]);
     if (theirs && !strcmp(theirs, kv[2 * i + 1])) continue;
+    if (!theirs && !strcmp(kv[2 * i], "--augment") && !strcmp(kv[2 * i + 1], "none")) continue;   /* older checkpoints */
     if (k < sizeof msg)
       k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s %s (checkpoint: %s)", k ? ", " : "", kv[2 * i], kv[2 * i + 1],
                             theirs ? theirs : "none");
@@ -566,6 +593,7 @@ int main(int argc, char **argv) {
   if (kill_cb) cbs[n++] = kill_cb;
   cbs[n++] = fl_device_cb_new(dev);
   n = add_model_cbs(o.model, cbs, n);
+  if (o.augment) cbs[n++] = fl_augment_cb_new(o.augment, o.pad, o.seed);   /* training batches only */
   cbs[n++] = fl_interrupt_cb_new();   /* Ctrl-C: stop after this batch, clean up, exit 130 */
   if (is_fit) {
     fl_metric *acc = fl_multiclass_accuracy_new();
@@ -602,6 +630,17 @@ int main(int argc, char **argv) {
       printf("weights of epoch %d (valid %s %.4f) restored\n", best_epoch, m, best);
     }
     if (s == FL_OK) printf("weights fnv1a %016llx\n", (unsigned long long)fl_module_hash(model));
+    if (s == FL_OK && o.tta && !fl_interrupted()) {   /* 14_augment's TTA: mean softmax with the flipped image */
+      /* a learner for prediction (the valid batch path: DeviceCB, the model's batch transforms),
+       * so the fit's loggers record no extra validation passes */
+      fl_callback *pcbs[4] = {fl_device_cb_new(dev)};
+      int np = add_model_cbs(o.model, pcbs, 1);
+      fl_learner *pl = fl_learner_new(model, NULL, fl_cross_entropy, (float)o.lr, pcbs, np, NULL, &fl_train_ops);
+      double tta = 0, plain = 0;
+      if ((s = fl_tta_accuracy(pl, dls.valid, &tta, &plain)) == FL_OK)
+        printf("tta accuracy: %.4f (without: %.4f)\n", tta, plain);
+      fl_learner_free(pl);
+    }
     /* after a whole fit, or one stopped by Ctrl-C (also FL_OK): keep what was trained */
     if (s == FL_OK && save_cb && fl_best_cb_info(save_cb, &best, &best_epoch, &count)) {
       if (count > 0)

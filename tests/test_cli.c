@@ -543,6 +543,75 @@ static void test_lr_find_run(void) {
 /* The conv models (issue 7): summary ends with the parameter count (the notebook's 1,228,908 for
  * resnet); one epoch of resnet on a tiny synthetic directory gives the lesson's lines and the same
  * weights hash at 1 and 2 threads; the conv models refuse --device cuda (CPU kernels only). */
+/* --augment / --tta: bad names and pads refused with one line naming the flag and the allowed
+ * values; an augmented cnn run is the same twice and at 1 and 2 threads, differs from the plain
+ * run, and prints the TTA accuracy */
+static void test_augment_run(void) {
+  BAD(2, "--augment rotate: unknown augmentation (allowed: crop, flip, erase)", "fit", "--augment", "rotate", "--data", g_conv);
+  BAD(2, "--augment crop,,flip", "fit", "--augment", "crop,,flip", "--data", g_conv);
+  BAD(2, "--pad 28: out of range (must be 0..27)", "fit", "--augment", "crop", "--pad", "28", "--data", g_conv);
+  BAD(2, "--pad", "fit", "--augment", "flip", "--pad", "2", "--data", g_conv);
+  BAD(2, "--tta", "lr_find", "--tta", "--data", g_conv);
+  BAD(2, "--augment", "predict", "--weights", "x.safetensors", "--augment", "flip");
+  char out1[4096], plain[4096];
+  int rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device",
+               "cpu", "--seed", "7", "--threads", "1", "--lr", "0.05");
+  EXPECTF(rc == 0, "rc %d: %s", rc, g_err);
+  const char *ph = strstr(g_out, "weights fnv1a ");
+  snprintf(plain, sizeof plain, "%.31s", ph ? ph : "");
+  rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
+           "--seed", "7", "--threads", "1", "--lr", "0.05", "--augment", "crop,flip", "--tta");
+  EXPECTF(rc == 0 && g_err[0] == 0, "rc %d: %s", rc, g_err);
+  const char *t = strstr(g_out, "\ntta accuracy: 0.");
+  EXPECTF(count_lines(g_out) == 6 && t && strstr(g_out, "weights fnv1a "), "%s", g_out);
+  memcpy(out1, g_out, sizeof out1 - 1);
+  out1[sizeof out1 - 1] = 0;
+  const char *ah = strstr(out1, "weights fnv1a ");
+  EXPECTF(ah && strncmp(ah, plain, 31) != 0, "augmented and plain runs ended alike: %s", plain);
+  rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
+           "--seed", "7", "--threads", "1", "--lr", "0.05", "--augment", "crop,flip", "--tta");
+  EXPECTF(rc == 0 && !strcmp(g_out, out1), "run 1:\n%srun 2:\n%s%s", out1, g_out, g_err);
+  rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
+           "--seed", "7", "--threads", "2", "--lr", "0.05", "--augment", "crop,flip", "--tta");
+  EXPECTF(rc == 0 && !strcmp(g_out, out1), "threads 1:\n%sthreads 2:\n%s%s", out1, g_out, g_err);
+#ifndef FL_NO_CJSON
+  /* resumed mid-epoch from the first checkpoint of an augmented run: the same final weights */
+  char ck[192], full_hash[64] = "", *hp, p2[512];
+  path_in(ck, sizeof ck, "aug_ck");
+  rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
+           "--seed", "7", "--lr", "0.05", "--augment", "crop,flip,erase", "--checkpoint", ck, "--every", "2", "--keep", "10");
+  if ((hp = strstr(g_out, "weights fnv1a "))) snprintf(full_hash, sizeof full_hash, "%.30s", hp);
+  EXPECTF(rc == 0 && full_hash[0], "rc %d: %s%s", rc, g_out, g_err);
+  DIR *d = opendir(ck);
+  char first[256] = "", names[16][256];
+  int nn = 0;
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (!strncmp(e->d_name, "ckpt-", 5) && nn < 16) snprintf(names[nn++], 256, "%s", e->d_name);
+  if (d) closedir(d);
+  for (int i = 0; i < nn; i++)
+    if (!first[0] || strcmp(names[i], first) < 0) snprintf(first, sizeof first, "%.200s", names[i]);
+  for (int i = 0; i < nn; i++)
+    if (strcmp(names[i], first)) snprintf(p2, sizeof p2, "%s/%.200s", ck, names[i]), unlink(p2);
+  EXPECTF(nn >= 3 && !strncmp(first, "ckpt-000000-train-", 18), "%d checkpoints, first %s", nn, first);
+  rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
+           "--seed", "7", "--lr", "0.05", "--augment", "crop,flip,erase", "--resume", ck, "--threads", "1");
+  EXPECTF(rc == 0 && strstr(g_out, full_hash), "resumed from %s: rc %d: %s%s (want %s)", first, rc, g_out, g_err, full_hash);
+  /* other augmentation than the checkpoint's: refused, naming it */
+  rc = CLI("fit", "--model", "cnn", "--data", g_conv, "--epochs", "2", "--bs", "16", "--no-progress", "--device", "cpu",
+           "--seed", "7", "--lr", "0.05", "--augment", "crop,flip", "--resume", ck);
+  EXPECTF(rc == 2 && one_line_naming(g_err, "--augment crop,flip pad 1 (checkpoint: crop,flip,erase pad 1)"), "rc %d: %s", rc, g_err);
+  d = opendir(ck);
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (e->d_name[0] != '.') snprintf(p2, sizeof p2, "%s/%.200s", ck, e->d_name), unlink(p2);
+  if (d) closedir(d);
+  rmdir(ck);
+#endif
+  /* mlp: the same images, flattened; erase and --pad too */
+  rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+           "--augment", "erase,crop", "--pad", "3");
+  EXPECTF(rc == 0 && g_err[0] == 0 && count_lines(g_out) == 3, "rc %d: %s%s", rc, g_out, g_err);
+}
+
 static void test_conv_models(void) {
   int rc = CLI("summary", "--model", "resnet");
   const char *last = strstr(g_out, "total params: ");
@@ -644,6 +713,7 @@ int main(void) {
   RUN(test_killed_run_keeps_log);
   RUN(test_sigint_run);
   RUN(test_conv_models);
+  RUN(test_augment_run);
   static const char *subs[6] = {"good", "trunc", "mism", "small", "badlab", "conv"};
   for (int i = 0; i < 6; i++) rm_data(subs[i]);
   unlink(g_log), unlink(g_png);

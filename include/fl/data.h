@@ -101,6 +101,13 @@ typedef struct fl_batch {
   int n;                        /* tensors in use */
   int n_inp;                    /* how many of them are model inputs (TrainCB's n_inp) */
   int64_t cap[FL_BATCH_MAX];    /* fl_batch_to's cache only: elements allocated in t[i] */
+  /* Set by fl_dataloader_next (NULL / 0 otherwise): row r of the batch is dataset row idx[r]
+   * (host array owned by the loader, valid as long as t[]), built in the loader's epoch `epoch`
+   * (the permutation number: fl_dataloader_epoch() - 1 when it was handed out). Per-sample
+   * randomness keyed by (seed, epoch, idx[r]) is then the same whatever the batch size, the
+   * thread count or a resume. */
+  const int32_t *idx;
+  uint64_t epoch;
 } fl_batch;
 
 /* Rows in the batch (t[0]'s first dimension). */

@@ -295,6 +295,41 @@ void fl_preds_decode(const fl_tensor *logits, int32_t *classes, float *p, float 
  * counter and callbacks are as before. */
 fl_status fl_get_preds(fl_learner *l, fl_dataloader *dl, int32_t *classes, float *p, float *probs, int64_t *n_out);
 
+/* ---- augmentation (14_augment), per sample ----
+ * AugmentCB: before each TRAINING batch (the notebook's on_val=False), transforms each sample of
+ * the images (after NormalizeCB's normalisation, fused in the loader) in place, in this order:
+ *   FL_AUG_CROP   RandomCrop(h, padding=pad) with zero fill: a shift by (dy, dx), each uniform
+ *                 in -pad..pad, pixels shifted in from outside are 0;
+ *   FL_AUG_FLIP   RandomHorizontalFlip (p 0.5);
+ *   FL_AUG_ERASE  rand_erase(pct=0.2, max_num=4): randint(0, 4) (inclusive) rectangles of
+ *                 int(0.2 h) x int(0.2 w) at (int(u 0.8 h), int(u 0.8 w)), filled with N(0, 1)
+ *                 noise (the normalised inputs' mean and std) clamped to the sample's own min and
+ *                 max (the notebook: the batch's mean, std, min, max, one draw for the batch).
+ * Sample r of a batch draws from fl_rng keyed by (seed, the batch's loader epoch b->epoch, its
+ * dataset row b->idx[r]), each transform from its own counter range: the same result at any
+ * batch size, batch composition, thread count, and on resume. FL_AUG_FLIP_ALL flips every sample
+ * in every phase (test-time augmentation). A batch on a device is copied to the host and back.
+ * The fit fails with FL_ERR_ARG when pad is not smaller than the images. Order FL_ORDER_AUGMENT
+ * (before DeviceCB: a host batch is augmented before it is copied to the device). */
+enum { FL_AUG_CROP = 1, FL_AUG_FLIP = 2, FL_AUG_ERASE = 4, FL_AUG_FLIP_ALL = 8 };
+enum { FL_ORDER_AUGMENT = -5 };
+fl_callback *fl_augment_cb_new(int flags, int pad, uint64_t seed);
+/* The transform of one sample (c, h, w) f32 in place, and of a batch (B rows, row b being dataset
+ * row idx[b]) split over the OpenMP threads (the same bits at any count). */
+void fl_augment_image(float *img, int c, int h, int w, int flags, int pad, uint64_t seed, uint64_t epoch,
+                      int64_t index);
+void fl_augment_batch(float *x, int64_t B, const int32_t *idx, int c, int h, int w, int flags, int pad,
+                      uint64_t seed, uint64_t epoch);
+/* "crop,flip,erase" (any non-empty subset, comma-separated) into *flags: 1, or 0 for an unknown name. */
+int fl_augment_parse(const char *list, int *flags);
+
+/* Test-time augmentation (14_augment): two validation passes over dl through fl_get_preds' path,
+ * the images as they are and horizontally flipped; the two SOFTMAX outputs are averaged (the
+ * notebook averages capture_preds' outputs) and the argmax compared with the batches' labels.
+ * *acc = TTA accuracy; *acc_plain (may be NULL) = the first pass's alone. FL_ERR_NOMEM, or the
+ * passes' errors. */
+fl_status fl_tta_accuracy(fl_learner *l, fl_dataloader *dl, double *acc, double *acc_plain);
+
 #ifdef __cplusplus
 }
 #endif

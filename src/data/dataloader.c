@@ -445,12 +445,14 @@ void fl_dataloader_begin_at(fl_dataloader *dl, int64_t first) {
   pthread_mutex_unlock(&dl->mu);
 }
 
-static void set_batch(fl_batch *b, dl_slot *s) {
+static void set_batch(fl_dataloader *dl, fl_batch *b, dl_slot *s, int64_t i) {
   memset(b, 0, sizeof *b);
   b->t[0] = &s->vx;
   b->t[1] = &s->vy;
   b->n = 2;
   b->n_inp = 1;
+  b->idx = dl->perm + i * dl->cfg.bs;   /* the host permutation: fixed until the next begin() */
+  b->epoch = dl->epoch - 1;
 }
 
 int fl_dataloader_next(fl_dataloader *dl, fl_batch *b) {
@@ -458,8 +460,9 @@ int fl_dataloader_next(fl_dataloader *dl, fl_batch *b) {
   FL_CHECK(dl->started, "fl_dataloader_next: call fl_dataloader_begin first");
   if (!dl->th) {
     if (dl->cur >= dl->nb) return 0;
-    fill(dl, &dl->slots[0], dl->cur++);
-    set_batch(b, &dl->slots[0]);
+    int64_t i = dl->cur++;
+    fill(dl, &dl->slots[0], i);
+    set_batch(dl, b, &dl->slots[0], i);
     return 1;
   }
   pthread_mutex_lock(&dl->mu);
@@ -472,7 +475,7 @@ int fl_dataloader_next(fl_dataloader *dl, fl_batch *b) {
   dl_slot *s = &dl->slots[i % dl->n_slots];
   while (s->batch != i) pthread_cond_wait(&dl->done_cv, &dl->mu);
   pthread_mutex_unlock(&dl->mu);
-  set_batch(b, s);
+  set_batch(dl, b, s, i);
   return 1;
 }
 
