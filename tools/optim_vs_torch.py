@@ -16,6 +16,9 @@ usage:
       the TOTAL steps (the values in param_groups[0] when opt.step() runs), OneCycleLR's
       defaults, an AdamW (OPT adamw) or SGD (OPT sgd) optimiser.
   optim_vs_torch.py cosine BASE_LR T_MAX ETA_MIN  the same for CosineAnnealingLR (lr only).
+  optim_vs_torch.py exp BASE_LR GAMMA TOTAL        ExponentialLR, TOTAL steps
+  optim_vs_torch.py step BASE_LR STEP_SIZE GAMMA TOTAL   StepLR
+  optim_vs_torch.py warmup BASE_LR START_FACTOR WARMUP TOTAL   LinearLR(start_factor, 1.0, WARMUP)
   optim_vs_torch.py serve    reads commands (the arguments above, one command a line, schedules
       with one more argument: the file to write their lines to) from stdin and answers each
       with a line "ok" or "error: ..." (torch is imported once for all of a test's cases).
@@ -73,10 +76,24 @@ def schedule(kind, args, out=sys.stdout):
         max_lr, total, opt_name = float(args[0]), int(args[1]), args[2]
         opt = torch.optim.AdamW([p], lr=max_lr) if opt_name == 'adamw' else torch.optim.SGD([p], lr=max_lr)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total)
-    else:
+    elif kind == 'cosine':
         base, total, eta_min = float(args[0]), int(args[1]), float(args[2])
         opt = torch.optim.AdamW([p], lr=base)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=eta_min)
+    elif kind == 'exp':
+        base, gamma, total = float(args[0]), float(args[1]), int(args[2])
+        opt = torch.optim.AdamW([p], lr=base)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    elif kind == 'step':
+        base, step_size, gamma, total = float(args[0]), int(args[1]), float(args[2]), int(args[3])
+        opt = torch.optim.AdamW([p], lr=base)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=gamma)
+    elif kind == 'warmup':
+        base, start_factor, warm, total = float(args[0]), float(args[1]), int(args[2]), int(args[3])
+        opt = torch.optim.AdamW([p], lr=base)
+        sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=start_factor, end_factor=1.0, total_iters=warm)
+    else:
+        raise ValueError('unknown schedule ' + kind)
     g = opt.param_groups[0]
     for _ in range(total):
         mom = g['betas'][0] if 'betas' in g else g['momentum']
