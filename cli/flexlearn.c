@@ -30,9 +30,17 @@ static const char usage[] =
     "  --bs N            batch size (default 1024; valid batches are 2*bs)\n"
     "  --mom M           use MomentumLearner with momentum M in [0, 1) (default: plain SGD)\n"
     "  --opt NAME        optimiser: sgd (default) or adamw (torch's AdamW: betas 0.9, 0.999, eps 1e-8)\n"
-    "  --sched NAME      fit's lr schedule: none (default) or onecycle (torch's OneCycleLR over every\n"
-    "                    batch of the fit, stepped per batch: --lr is the peak, warm-up 30 %, cosine,\n"
-    "                    from lr/25 down to lr/25e4; cycles adamw's beta1 or sgd's momentum 0.95-0.85)\n"
+    "  --sched NAME      fit's lr schedule, stepped per training batch over the whole fit (or --sched-steps):\n"
+    "                    none (default: --lr throughout);\n"
+    "                    onecycle (torch's OneCycleLR: --lr is the peak, warm-up 30 %, cosine, from lr/25\n"
+    "                    down to lr/25e4; cycles adamw's beta1 or sgd's momentum 0.95-0.85);\n"
+    "                    cosine (CosineAnnealingLR: from --lr down to 0 at the end, eta_min 0);\n"
+    "                    exp (ExponentialLR: gamma such that the lr falls 100x, from --lr to lr/100);\n"
+    "                    step (StepLR: halved at each epoch's end, step_size an epoch's batches, gamma 0.5);\n"
+    "                    warmup (LinearLR(start_factor 0.01, end_factor 1): from lr/100 up to --lr over\n"
+    "                    the first 10 % of the steps (at least 1), then constant)\n"
+    "  --sched-steps N   the schedule's length in training batches (default: the fit's epochs x batches;\n"
+    "                    may not be shorter than the fit)\n"
     "  --wd X            weight decay >= 0 (default 0 for sgd, 0.01 for adamw; decoupled in adamw)\n"
     "  --seed N          seed for init and shuffling (default 42)\n"
     "  --threads N       CPU threads (default 2)\n"
@@ -78,6 +86,7 @@ static const char usage[] =
 typedef struct opts {
   const char *cmd, *data, *plot, *log, *csv, *save, *model, *ckpt, *resume;
   const char *opt, *sched;
+  int sched_steps;              /* --sched-steps; 0: the whole fit */
   double wd;                    /* < 0: the optimiser's default */
   const char *save_best, *weights, *images, *labels;   /* fit: --save-best; predict: the rest */
   int early_stop, verbose, n_files;
@@ -152,7 +161,7 @@ static int parse(int argc, char **argv, opts *o) {
     if (!strcmp(f, "--verbose") && predict) { o->verbose = 1; continue; }
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
                                        "--data", "--device", "--plot", "--log", "--csv", "--save", "--model",
-                                       "--opt", "--sched", "--wd",
+                                       "--opt", "--sched", "--wd", "--sched-steps",
                                        "--save-best", "--early-stop", "--min-delta", "--weights", "--images", "--labels",
                                        "--checkpoint", "--resume", "--every", "--keep"};
     int known = 0;
@@ -168,6 +177,7 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(f, "--workers")) r = parse_int(f, v, 0, 64, &o->workers);
     else if (!strcmp(f, "--every")) r = parse_int(f, v, 0, INT_MAX, &o->every);
     else if (!strcmp(f, "--keep")) r = parse_int(f, v, 1, 1000000, &o->keep);
+    else if (!strcmp(f, "--sched-steps")) r = parse_int(f, v, 1, INT_MAX, &o->sched_steps);
     else if (!strcmp(f, "--checkpoint") || !strcmp(f, "--resume")) {
       if (!*v) return bad(f, v, "needs a directory");
 #ifdef FL_NO_CJSON
@@ -192,7 +202,10 @@ static int parse(int argc, char **argv, opts *o) {
       if (strcmp(v, "sgd") && strcmp(v, "adamw")) return bad(f, v, "unknown optimiser (must be sgd or adamw)");
       o->opt = v;
     } else if (!strcmp(f, "--sched")) {
-      if (strcmp(v, "none") && strcmp(v, "onecycle")) return bad(f, v, "unknown schedule (must be none or onecycle)");
+      static const char *const scheds[] = {"none", "onecycle", "cosine", "exp", "step", "warmup"};
+      int ok = 0;
+      for (size_t k = 0; k < sizeof scheds / sizeof *scheds; k++) ok |= !strcmp(v, scheds[k]);
+      if (!ok) return bad(f, v, "unknown schedule (must be none, onecycle, cosine, exp, step or warmup)");
       o->sched = v;
     } else if (!strcmp(f, "--wd")) {
       if ((r = parse_double(f, v, &o->wd))) return r;
@@ -233,6 +246,7 @@ static int parse(int argc, char **argv, opts *o) {
     if (r) return r;
   }
   if (strcmp(o->cmd, "fit") && strcmp(o->sched, "none")) return bad("--sched", o->sched, "applies to fit only");
+  if (o->sched_steps && !strcmp(o->sched, "none")) return bad("--sched-steps", NULL, "needs --sched NAME (not none)");
   if (o->save_best && !o->save) return bad("--save-best", o->save_best, "needs --save FILE.safetensors (where the best weights go)");
   if (o->min_delta > 0 && !o->early_stop) return bad("--min-delta", NULL, "needs --early-stop N");
   if (predict) {
@@ -274,7 +288,8 @@ static void run_config(const opts *o, const fl_dataset *train, const fl_dataset 
   snprintf(v[5], 64, "%llu", o->seed);
   snprintf(v[6], 64, "%d", o->epochs);
   snprintf(v[7], 64, "%lld+%lld images", (long long)train->n, (long long)valid->n);
-  snprintf(v[8], 64, "%s", o->sched);
+  if (o->sched_steps) snprintf(v[8], 64, "%s:%d", o->sched, o->sched_steps);   /* older checkpoints still match */
+  else snprintf(v[8], 64, "%s", o->sched);
   if (o->wd >= 0) num(v[9], 64, o->wd);
   else snprintf(v[9], 64, "default");
   for (int i = 0; i < N_CONFIG; i++) kv[2 * i] = keys[i], kv[2 * i + 1] = v[i];
@@ -528,8 +543,21 @@ int main(int argc, char **argv) {
     fl_dataset_free(train), fl_dataset_free(valid);
     return 1;
   }
-  fl_module *model = fl_model_new(o.model, o.seed);
   int is_fit = !strcmp(o.cmd, "fit");
+  /* the schedule's length: the whole fit, or --sched-steps (never shorter than the fit) */
+  int64_t fit_steps = (int64_t)o.epochs * fl_dataloader_len(dls.train);
+  if (is_fit && o.sched_steps && o.sched_steps < fit_steps) {
+    char why[160];
+    snprintf(why, sizeof why, "the schedule is shorter than the fit's %lld training batches (must be >= %lld)",
+             (long long)fit_steps, (long long)fit_steps);
+    char val[32];
+    snprintf(val, sizeof val, "%d", o.sched_steps);
+    bad("--sched-steps", val, why);
+    fl_dataloaders_free(&dls);
+    fl_dataset_free(train), fl_dataset_free(valid);
+    return 2;
+  }
+  fl_module *model = fl_model_new(o.model, o.seed);
   fl_callback *cbs[16], *save_cb = NULL, *stop_cb = NULL;
   int n = 0;
   /* --resume: the newest valid checkpoint, made by a run with the same flags */
@@ -583,10 +611,15 @@ int main(int argc, char **argv) {
   }
   g_wd = o.wd;
   fl_opt_fn opt_fn = !strcmp(o.opt, "adamw") ? adamw_with_wd : sgd_with_wd;
-  /* --sched onecycle: OneCycleLR over every training batch of the fit, --lr its peak */
+  /* --sched: a schedule over every training batch of the fit (or --sched-steps), stepped per batch */
   fl_schedule sched = {0};
-  if (is_fit && !strcmp(o.sched, "onecycle") && o.epochs > 0 && fl_dataloader_len(dls.train) > 0) {
-    sched = fl_onecycle(o.lr, (int64_t)o.epochs * fl_dataloader_len(dls.train));
+  if (is_fit && strcmp(o.sched, "none") && fit_steps > 0) {
+    int64_t total = o.sched_steps ? o.sched_steps : fit_steps;
+    if (!strcmp(o.sched, "onecycle")) sched = fl_onecycle(o.lr, total);
+    else if (!strcmp(o.sched, "cosine")) sched = fl_cosine(o.lr, total, 0.0);
+    else if (!strcmp(o.sched, "exp")) sched = fl_exponential(o.lr, total > 1 ? pow(0.01, 1.0 / (double)(total - 1)) : 1.0, total);
+    else if (!strcmp(o.sched, "step")) sched = fl_step_schedule(o.lr, fl_dataloader_len(dls.train), 0.5, total);
+    else sched = fl_linear_warmup(o.lr, 0.01, total / 10 > 1 ? total / 10 : 1, total);
     cbs[n++] = fl_batch_sched_cb_new(&sched);
   }
   fl_learner *l = o.use_mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, opt_fn, (float)o.mom)
