@@ -101,7 +101,11 @@ typedef struct grp {
 /* Builds the optimiser `name` over m with the groups gs (one group: the optimiser's own). */
 static fl_optimizer *make_opt(const char *name, fl_module *m, int ng, const grp *gs) {
   fl_optimizer *o = !strcmp(name, "sgd") ? fl_sgd_new(m, gs[0].lr)
-                    : !strcmp(name, "adam") ? fl_adam_new(m, gs[0].lr) : fl_adamw_new(m, gs[0].lr);
+                    : !strcmp(name, "adam") ? fl_adam_new(m, gs[0].lr)
+                    : !strcmp(name, "nb_sgd") ? fl_nb_sgd_new(m, gs[0].lr)
+                    : !strcmp(name, "nb_momentum") ? fl_nb_momentum_new(m, gs[0].lr)
+                    : !strcmp(name, "nb_rmsprop") ? fl_nb_rmsprop_new(m, gs[0].lr)
+                    : !strcmp(name, "nb_adam") ? fl_nb_adam_new(m, gs[0].lr) : fl_adamw_new(m, gs[0].lr);
   fl_tensor *p[NP];
   params_of(m, p);
   fl_param_group proto = o->groups[0];
@@ -116,7 +120,10 @@ static fl_optimizer *make_opt(const char *name, fl_module *m, int ng, const grp 
     G->n_params = gs[g].n;
     for (int i = 0; i < gs[g].n; i++) G->params[i] = p[gs[g].idx[i]];
     G->lr = gs[g].lr, G->wd = gs[g].wd;
-    if (o->has_betas) G->beta1 = gs[g].h[0], G->beta2 = gs[g].h[1], G->eps = gs[g].h[2];
+    if (!strcmp(name, "nb_momentum")) G->mom = (float)gs[g].h[0];
+    else if (!strcmp(name, "nb_rmsprop")) G->beta2 = gs[g].h[0], G->eps = gs[g].h[1];
+    else if (!strncmp(name, "nb_", 3)) G->beta1 = gs[g].h[0], G->beta2 = gs[g].h[1], G->eps = gs[g].h[2];
+    else if (o->has_betas) G->beta1 = gs[g].h[0], G->beta2 = gs[g].h[1], G->eps = gs[g].h[2];
     else G->mom = (float)gs[g].h[0], G->dampening = (float)gs[g].h[1], G->nesterov = (int)gs[g].h[2];
   }
   return o;
@@ -245,6 +252,42 @@ static void test_sgd_vs_torch(void) {
   double e = vs_torch("sgd", 2, gs, NULL);
   printf("  SGD, 2 groups (nesterov; plain): max rel err %.3g\n", e);
   EXPECTF(e <= 1e-6, "SGD (groups) differs from torch by %g relative", e);
+}
+
+/* 12_accel_sgd's SGD (decoupled wd), Momentum, RMSProp and Adam (eps inside the sqrt) against
+ * the notebook's classes run in PyTorch (tools/optim_vs_torch.py), NSTEPS steps, each parameter
+ * tensor within 1e-6 relative; one group (the flat kernel) and two (per parameter). */
+static void test_notebook_opts_vs_torch(void) {
+  NEED_TORCH();
+  const double m9 = (double)0.9f, m8 = (double)0.8f;   /* mom is a float in the groups */
+  struct { const char *name, *what; grp g; } cases[] = {
+      {"nb_sgd", "SGD", {0.1f, 0.0f, {0, 0, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_sgd", "SGD, wd 0.1", {0.1f, 0.1f, {0, 0, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_momentum", "Momentum 0.9", {0.05f, 0.0f, {m9, 0, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_momentum", "Momentum 0.8, wd 0.05", {0.05f, 0.05f, {m8, 0, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_rmsprop", "RMSProp", {3e-3f, 0.0f, {0.99, 1e-5, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_rmsprop", "RMSProp sqr_mom 0.9, eps 1e-3, wd 0.1", {3e-3f, 0.1f, {0.9, 1e-3, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_adam", "Adam", {6e-3f, 0.0f, {0.9, 0.99, 1e-5}, NP, {0, 1, 2, 3}}},
+      /* a large eps: inside the sqrt it changes the step a lot, outside it would not match */
+      {"nb_adam", "Adam eps 1e-2, wd 0.1", {6e-3f, 0.1f, {0.85, 0.95, 1e-2}, NP, {0, 1, 2, 3}}},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    double e = vs_torch(cases[c].name, 1, &cases[c].g, NULL);
+    printf("  notebook %s: max rel err %.3g\n", cases[c].what, e);
+    EXPECTF(e <= 1e-6, "notebook %s differs from its formulas in torch by %g relative", cases[c].what, e);
+  }
+  const char *names[4] = {"nb_sgd", "nb_momentum", "nb_rmsprop", "nb_adam"};
+  grp two[4][2] = {
+      {{0.1f, 0.1f, {0, 0, 0}, 2, {0, 3}}, {0.05f, 0.0f, {0, 0, 0}, 2, {1, 2}}},
+      {{0.05f, 0.05f, {m9, 0, 0}, 2, {0, 3}}, {0.1f, 0.0f, {m8, 0, 0}, 2, {1, 2}}},
+      {{3e-3f, 0.1f, {0.99, 1e-5, 0}, 2, {0, 3}}, {1e-2f, 0.0f, {0.9, 1e-3, 0}, 2, {1, 2}}},
+      {{6e-3f, 0.1f, {0.9, 0.99, 1e-5}, 2, {0, 3}}, {1e-2f, 0.0f, {0.8, 0.9, 1e-3}, 2, {1, 2}}},
+  };
+  for (int c = 0; c < 4; c++) {
+    double e = vs_torch(names[c], 2, two[c], NULL);
+    printf("  notebook %s, 2 groups: max rel err %.3g\n", names[c], e);
+    EXPECTF(e <= 1e-6, "%s (groups) differs by %g relative", names[c], e);
+  }
 }
 
 /* Without torch: one kernel over the flat buffers == one per parameter, bit for bit; the
@@ -583,6 +626,7 @@ int main(void) {
   RUN(test_adamw_vs_torch);
   RUN(test_adam_vs_torch);
   RUN(test_sgd_vs_torch);
+  RUN(test_notebook_opts_vs_torch);
   RUN(test_flat_equals_per_param);
   RUN(test_defaults_and_decay);
   RUN(test_sgd_plain_unchanged);

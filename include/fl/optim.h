@@ -76,6 +76,26 @@ fl_optimizer *fl_sgd_new(fl_module *model, float lr);
  * with fl_opt_free. */
 fl_optimizer *fl_adam_new(fl_module *model, float lr);
 fl_optimizer *fl_adamw_new(fl_module *model, float lr);
+/* 12_accel_sgd's own optimisers (the notebook's formulas; float32, the step's scalars in double
+ * as Python computes them), over every parameter of a collated model, one group with that lr and
+ * the notebook's defaults, wd 0. Every step first decays the weights, p *= 1 - lr * wd (the
+ * notebook's reg_step, decoupled, when groups[].wd != 0), then:
+ *  - fl_nb_sgd_new (name "NbSGD"):  p -= lr * g. No buffers.
+ *  - fl_nb_momentum_new ("Momentum", groups[].mom 0.9): grad_avg = grad_avg * mom + g * (1 - mom),
+ *    p -= lr * grad_avg; bufs[0] "grad_avg", zero at first. (The notebook's Momentum damps the
+ *    gradient by 1 - mom; torch's SGD momentum does not.) A schedule that cycles momentum writes mom.
+ *  - fl_nb_rmsprop_new ("RMSProp", sqr_mom in groups[].beta2 0.99, eps 1e-5): sqr_avg starts as
+ *    g^2 at the first step, sqr_avg = sqr_avg * sqr_mom + g^2 * (1 - sqr_mom),
+ *    p -= lr * g / (sqrt(sqr_avg) + eps); bufs[0] "sqr_avg".
+ *  - fl_nb_adam_new ("NbAdam", beta1 0.9, beta2 0.99, eps 1e-5; has_betas): avg = beta1 * avg +
+ *    (1 - beta1) * g, sqr_avg = beta2 * sqr_avg + (1 - beta2) * g^2, with t = n_steps (the
+ *    notebook's i + 1) p -= lr * (avg / (1 - beta1^t)) / sqrt(sqr_avg / (1 - beta2^t) + eps):
+ *    eps INSIDE the square root, as the notebook writes it; bufs[0] "avg", bufs[1] "sqr_avg".
+ * A parameter without a gradient at a step is skipped (the notebook has no such case). */
+fl_optimizer *fl_nb_sgd_new(fl_module *model, float lr);
+fl_optimizer *fl_nb_momentum_new(fl_module *model, float lr);
+fl_optimizer *fl_nb_rmsprop_new(fl_module *model, float lr);
+fl_optimizer *fl_nb_adam_new(fl_module *model, float lr);
 /* An optimiser factory (the Learner's opt_func). */
 typedef fl_optimizer *(*fl_opt_fn)(fl_module *model, float lr);
 
