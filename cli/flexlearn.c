@@ -29,7 +29,10 @@ static const char usage[] =
     "  --lr X            learning rate (default 0.2; must be > 0)\n"
     "  --bs N            batch size (default 1024; valid batches are 2*bs)\n"
     "  --mom M           use MomentumLearner with momentum M in [0, 1) (default: plain SGD)\n"
-    "  --opt NAME        optimiser: sgd (default) or adamw (torch's AdamW: betas 0.9, 0.999, eps 1e-8)\n"
+    "  --opt NAME        optimiser: sgd (default, torch's SGD), adamw (torch's AdamW: betas 0.9, 0.999,\n"
+    "                    eps 1e-8), or 12_accel_sgd's own: momentum (grad_avg = grad_avg*0.9 + g*0.1,\n"
+    "                    p -= lr*grad_avg), rmsprop (sqr_mom 0.99, eps 1e-5 outside the sqrt), adam\n"
+    "                    (beta1 0.9, beta2 0.99, eps 1e-5 inside the sqrt, as the notebook writes it)\n"
     "  --sched NAME      fit's lr schedule, stepped per training batch over the whole fit (or --sched-steps):\n"
     "                    none (default: --lr throughout);\n"
     "                    onecycle (torch's OneCycleLR: --lr is the peak, warm-up 30 %, cosine, from lr/25\n"
@@ -41,7 +44,8 @@ static const char usage[] =
     "                    the first 10 % of the steps (at least 1), then constant)\n"
     "  --sched-steps N   the schedule's length in training batches (default: the fit's epochs x batches;\n"
     "                    may not be shorter than the fit)\n"
-    "  --wd X            weight decay >= 0 (default 0 for sgd, 0.01 for adamw; decoupled in adamw)\n"
+    "  --wd X            weight decay >= 0 (default 0 for sgd, 0.01 for adamw, 0 for momentum, rmsprop,\n"
+    "                    adam; decoupled, p *= 1 - lr*wd, in all but sgd)\n"
     "  --seed N          seed for init and shuffling (default 42)\n"
     "  --threads N       CPU threads (default 2)\n"
     "  --workers N       data loader threads (default 0: batches are built by the training threads)\n"
@@ -199,7 +203,10 @@ static int parse(int argc, char **argv, opts *o) {
       if (o->mom < 0 || o->mom >= 1) return bad(f, v, "must be in [0, 1)");
       o->use_mom = 1;
     } else if (!strcmp(f, "--opt")) {
-      if (strcmp(v, "sgd") && strcmp(v, "adamw")) return bad(f, v, "unknown optimiser (must be sgd or adamw)");
+      static const char *const opts_[] = {"sgd", "momentum", "rmsprop", "adam", "adamw"};
+      int ok = 0;
+      for (size_t k = 0; k < sizeof opts_ / sizeof *opts_; k++) ok |= !strcmp(v, opts_[k]);
+      if (!ok) return bad(f, v, "unknown optimiser (must be sgd, momentum, rmsprop, adam or adamw)");
       o->opt = v;
     } else if (!strcmp(f, "--sched")) {
       static const char *const scheds[] = {"none", "onecycle", "cosine", "exp", "step", "warmup"};
@@ -345,6 +352,22 @@ static fl_optimizer *sgd_with_wd(fl_module *m, float lr) {
 }
 static fl_optimizer *adamw_with_wd(fl_module *m, float lr) {
   fl_optimizer *o = fl_adamw_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
+}
+/* 12_accel_sgd's own (the notebook's defaults; --wd decoupled, its reg_step) */
+static fl_optimizer *nb_momentum_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_nb_momentum_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
+}
+static fl_optimizer *nb_rmsprop_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_nb_rmsprop_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
+}
+static fl_optimizer *nb_adam_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_nb_adam_new(m, lr);
   if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
   return o;
 }
@@ -610,7 +633,11 @@ int main(int argc, char **argv) {
                                                     o.min_delta);
   }
   g_wd = o.wd;
-  fl_opt_fn opt_fn = !strcmp(o.opt, "adamw") ? adamw_with_wd : sgd_with_wd;
+  fl_opt_fn opt_fn = !strcmp(o.opt, "adamw")      ? adamw_with_wd
+                     : !strcmp(o.opt, "momentum") ? nb_momentum_with_wd
+                     : !strcmp(o.opt, "rmsprop")  ? nb_rmsprop_with_wd
+                     : !strcmp(o.opt, "adam")     ? nb_adam_with_wd
+                                                  : sgd_with_wd;
   /* --sched: a schedule over every training batch of the fit (or --sched-steps), stepped per batch */
   fl_schedule sched = {0};
   if (is_fit && strcmp(o.sched, "none") && fit_steps > 0) {
