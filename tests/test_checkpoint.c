@@ -642,6 +642,11 @@ static void test_cli_kill_mom_2(void) { cli_kill_resume("2", 1); }
  * before restoring it) */
 static void test_cli_kill_adamw_onecycle(void) { cli_kill_resume_with("2", "--opt", "adamw", "--sched", "onecycle"); }
 static void test_cli_kill_sgd_onecycle(void) { cli_kill_resume_with("1", "--sched", "onecycle", "--seed", "42"); }
+/* 12_accel_sgd's optimisers (their flat state: grad_avg; sqr_avg, whose first step starts it at
+ * g^2; avg and sqr_avg with the step count) under the new schedules (functions of the step) */
+static void test_cli_kill_nb_momentum_step(void) { cli_kill_resume_with("2", "--opt", "momentum", "--sched", "step"); }
+static void test_cli_kill_nb_rmsprop_cosine(void) { cli_kill_resume_with("1", "--opt", "rmsprop", "--sched", "cosine"); }
+static void test_cli_kill_nb_adam_exp(void) { cli_kill_resume_with("2", "--opt", "adam", "--sched", "exp"); }
 /* EarlyStoppingCB: its best value, wait count and best weights come back, so the fit it stops
  * (no gain above 0.5 in epoch 1) ends with epoch 0's weights after any resume */
 /* The ResNet: BatchNorm's running stats (buffers) and AdamW's moments come back too */
@@ -810,6 +815,9 @@ int main(void) {
     RUN(test_cli_kill_mom_2);
     RUN(test_cli_kill_adamw_onecycle);
     RUN(test_cli_kill_sgd_onecycle);
+  RUN(test_cli_kill_nb_momentum_step);
+  RUN(test_cli_kill_nb_rmsprop_cosine);
+  RUN(test_cli_kill_nb_adam_exp);
     RUN(test_cli_kill_early_stop);
     RUN(test_cli_kill_resnet_1);
     RUN(test_cli_kill_resnet_2);
