@@ -56,6 +56,8 @@ static const char usage[] =
     "                    stride-2 CNN; resnet: 13_resnet's ResNet). cnn and resnet train on inputs\n"
     "                    normalised as (x - 0.28) / 0.35, on the CPU (no CUDA conv kernels yet)\n"
     "  --plot FILE.png   fit: plot train/valid loss; lr_find: loss against lr (default lr_find.png)\n"
+    "  --record FILE.png fit: RecorderCB's lr and loss of every training batch, as two charts,\n"
+    "                    FILE-lr.png and FILE-loss.png (kept by checkpoints: a resumed fit plots the same)\n"
     "  --log FILE.jsonl  fit: one JSON object per epoch and phase (epoch, train, loss, accuracy, seconds)\n"
     "  --csv FILE.csv    fit: the same records as CSV, with a header line\n"
     "  --save FILE.safetensors  fit: save the weights at the end (also after Ctrl-C), as\n"
@@ -90,6 +92,7 @@ static const char usage[] =
 typedef struct opts {
   const char *cmd, *data, *plot, *log, *csv, *save, *model, *ckpt, *resume;
   const char *opt, *sched;
+  const char *record;           /* --record FILE.png */
   int sched_steps;              /* --sched-steps; 0: the whole fit */
   double wd;                    /* < 0: the optimiser's default */
   const char *save_best, *weights, *images, *labels;   /* fit: --save-best; predict: the rest */
@@ -165,7 +168,7 @@ static int parse(int argc, char **argv, opts *o) {
     if (!strcmp(f, "--verbose") && predict) { o->verbose = 1; continue; }
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
                                        "--data", "--device", "--plot", "--log", "--csv", "--save", "--model",
-                                       "--opt", "--sched", "--wd", "--sched-steps",
+                                       "--opt", "--sched", "--wd", "--sched-steps", "--record",
                                        "--save-best", "--early-stop", "--min-delta", "--weights", "--images", "--labels",
                                        "--checkpoint", "--resume", "--every", "--keep"};
     int known = 0;
@@ -225,6 +228,10 @@ static int parse(int argc, char **argv, opts *o) {
       size_t n = strlen(v);
       if (n < 5 || strcmp(v + n - 4, ".png")) return bad(f, v, "must name a .png file");
       o->plot = v;
+    } else if (!strcmp(f, "--record")) {
+      size_t n = strlen(v);
+      if (n < 5 || strcmp(v + n - 4, ".png")) return bad(f, v, "must name a .png file");
+      o->record = v;
     } else if (!strcmp(f, "--log")) o->log = v;
     else if (!strcmp(f, "--csv")) o->csv = v;
     else if (!strcmp(f, "--model")) {
@@ -253,6 +260,7 @@ static int parse(int argc, char **argv, opts *o) {
     if (r) return r;
   }
   if (strcmp(o->cmd, "fit") && strcmp(o->sched, "none")) return bad("--sched", o->sched, "applies to fit only");
+  if (o->record && strcmp(o->cmd, "fit")) return bad("--record", o->record, "is a flag of fit only");
   if (o->sched_steps && !strcmp(o->sched, "none")) return bad("--sched-steps", NULL, "needs --sched NAME (not none)");
   if (o->save_best && !o->save) return bad("--save-best", o->save_best, "needs --save FILE.safetensors (where the best weights go)");
   if (o->min_delta > 0 && !o->early_stop) return bad("--min-delta", NULL, "needs --early-stop N");
@@ -538,7 +546,7 @@ int main(int argc, char **argv) {
     fl_module_free(m);
     return st == FL_OK ? 0 : 1;
   }
-  if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)) ||
+  if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--record", o.record)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)) ||
       (r = check_out_dir("--save", o.save)) || (r = check_out_dir("--checkpoint", o.ckpt)))
     return r;
   if (o.ckpt && (!o.resume || strcmp(o.ckpt, o.resume)) && fl_checkpoint_dir_has_any(o.ckpt))
@@ -581,7 +589,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   fl_module *model = fl_model_new(o.model, o.seed);
-  fl_callback *cbs[16], *save_cb = NULL, *stop_cb = NULL;
+  fl_callback *cbs[16], *save_cb = NULL, *stop_cb = NULL, *rec_cb = NULL;
   int n = 0;
   /* --resume: the newest valid checkpoint, made by a run with the same flags */
   fl_checkpoint *ck = NULL;
@@ -625,6 +633,7 @@ int main(int argc, char **argv) {
     cbs[n++] = fl_nan_cb_new(dev == FL_CPU ? 1 : 8);
     /* --no-progress: the same callback without bars (it still records the plot) */
     cbs[n++] = fl_progress_cb_new(o.plot != NULL, o.plot, stdout, o.progress ? -1 : 0);
+    if (o.record) cbs[n++] = rec_cb = fl_recorder_cb_new(1 << FL_REC_LR | 1 << FL_REC_LOSS);
     if (o.log) cbs[n++] = fl_jsonl_cb_new(o.log);
     if (o.csv) cbs[n++] = fl_csv_cb_new(o.csv);
     if (o.save_best) cbs[n++] = save_cb = fl_save_model_cb_new(o.save, o.save_best, FL_MODE_AUTO, o.model);
@@ -662,6 +671,11 @@ int main(int argc, char **argv) {
       printf("weights of epoch %d (valid %s %.4f) restored\n", best_epoch, m, best);
     }
     if (s == FL_OK) printf("weights fnv1a %016llx\n", (unsigned long long)fl_module_hash(model));
+    if (s == FL_OK && rec_cb && fl_recorder_values(rec_cb, FL_REC_LR, NULL) > 0 &&
+        (s = fl_recorder_plot(rec_cb, o.record)) == FL_OK)
+      printf("recorded lr and loss of %lld training batches: %.*s-lr.png, %.*s-loss.png\n",
+             (long long)fl_recorder_values(rec_cb, FL_REC_LR, NULL), (int)strlen(o.record) - 4, o.record,
+             (int)strlen(o.record) - 4, o.record);
     /* after a whole fit, or one stopped by Ctrl-C (also FL_OK): keep what was trained */
     if (s == FL_OK && save_cb && fl_best_cb_info(save_cb, &best, &best_epoch, &count)) {
       if (count > 0)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "flexlearn.h"
+#include "fl/plot.h"
 #include "learn_fixture.h"
 #include "test.h"
 
@@ -592,6 +593,49 @@ static void test_learner_onecycle(void) {
   fl_init(2);
 }
 
+/* RecorderCB with SGD (mom cycled) under BatchSchedCB(OneCycle), 2 epochs of 6 batches: 12
+ * records (training batches only), each batch's lr and momentum the schedule's value for that
+ * step (as floats in the group), losses finite and positive; a second fit starts afresh;
+ * the plot writes one PNG per asked-for value. */
+static void test_recorder_cb(void) {
+  fl_dataset *tr = fx_dataset(96, 4, 1), *va = fx_dataset(32, 4, 2);
+  fl_dataloaders dls;
+  EXPECT(fl_get_dls(&dls, tr, va, 16, 5, 0, 1) == FL_OK);
+  fl_module *m = fl_get_model(9, 4, 8, 4);
+  fl_schedule s = fl_onecycle(0.05, 12);
+  fl_callback *rec = fl_recorder_cb_new(1 << FL_REC_LR | 1 << FL_REC_MOM | 1 << FL_REC_LOSS);
+  fl_callback *cbs[3] = {fl_train_cb_new(1), fl_batch_sched_cb_new(&s), rec};
+  fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, 0.05f, cbs, 3, fl_sgd_new, NULL);
+  EXPECT(fl_fit(l, 2, 1, 1, NULL, 0, 0) == FL_OK);
+  const double *lr, *mom, *loss;
+  EXPECT(fl_recorder_values(rec, FL_REC_LR, &lr) == 12);
+  EXPECT(fl_recorder_values(rec, FL_REC_MOM, &mom) == 12 && fl_recorder_values(rec, FL_REC_LOSS, &loss) == 12);
+  for (int i = 0; i < 12; i++) {
+    double want_lr, want_mom;
+    fl_schedule_at(&s, i, &want_lr, &want_mom);
+    EXPECTF(lr[i] == (double)(float)want_lr && mom[i] == (double)(float)want_mom && isfinite(loss[i]) && loss[i] > 0,
+            "batch %d: lr %g mom %g loss %g, want %g %g", i, lr[i], mom[i], loss[i], want_lr, want_mom);
+  }
+  EXPECT(fl_fit(l, 1, 1, 1, NULL, 0, 0) == FL_OK);   /* a new fit: a new history */
+  EXPECT(fl_recorder_values(rec, FL_REC_LR, &lr) == 6);
+  if (fl_plot_available()) {
+    EXPECT(fl_recorder_plot(rec, tmp("rec.png")) == FL_OK);
+    const char *names[3] = {"rec-lr.png", "rec-mom.png", "rec-loss.png"};
+    for (int k = 0; k < 3; k++) {
+      FILE *f = fopen(tmp(names[k]), "rb");
+      unsigned char sig[8] = {0};
+      EXPECTF(f && fread(sig, 1, 8, f) == 8 && !memcmp(sig, "\x89PNG\r\n\x1a\n", 8), "%s is not a PNG", names[k]);
+      if (f) fclose(f);
+      unlink(tmp(names[k]));
+    }
+    EXPECT(access(tmp("rec.png"), F_OK) != 0);   /* three values: three suffixed files, not rec.png */
+  }
+  fl_learner_free(l);
+  fl_module_free(m);
+  fl_dataloaders_free(&dls);
+  fl_dataset_free(tr), fl_dataset_free(va);
+}
+
 /* EpochSchedCB(CosineAnnealingLR(T_max 3)) over 3 epochs of 6 batches: every step of epoch e
  * uses the schedule's value e; SGD (no betas, and cosine cycles no momentum) keeps mom 0. */
 static void test_epoch_sched_cb(void) {
@@ -636,6 +680,7 @@ int main(void) {
   RUN(test_schedule_past_end);
   RUN(test_learner_onecycle);
   RUN(test_epoch_sched_cb);
+  RUN(test_recorder_cb);
   torch_close();
   rmdir(g_dir);
   return test_summary();
