@@ -222,6 +222,8 @@ static void test_bad_flags(void) {
           "should name the allowed values: %s", g_err);
   BAD(2, "--sched-steps", "fit", "--sched-steps", "0", "--sched", "cosine", "--log", g_log, "--plot", g_png);
   BAD(2, "--sched-steps", "fit", "--sched-steps", "100", "--log", g_log, "--plot", g_png);   /* no --sched */
+  BAD(2, "--record", "fit", "--record", "rec.txt", "--log", g_log, "--plot", g_png);
+  BAD(2, "--record", "lr_find", "--record", "rec.png", "--data", g_good, "--plot", g_png);
   BAD(2, "--sched", "lr_find", "--sched", "onecycle", "--data", g_good, "--plot", g_png);
   BAD(2, "--wd", "fit", "--wd", "-0.1", "--log", g_log, "--plot", g_png);
   BAD(2, "--wd", "fit", "--wd", "x", "--log", g_log, "--plot", g_png);
