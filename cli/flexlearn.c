@@ -29,11 +29,23 @@ static const char usage[] =
     "  --lr X            learning rate (default 0.2; must be > 0)\n"
     "  --bs N            batch size (default 1024; valid batches are 2*bs)\n"
     "  --mom M           use MomentumLearner with momentum M in [0, 1) (default: plain SGD)\n"
-    "  --opt NAME        optimiser: sgd (default) or adamw (torch's AdamW: betas 0.9, 0.999, eps 1e-8)\n"
-    "  --sched NAME      fit's lr schedule: none (default) or onecycle (torch's OneCycleLR over every\n"
-    "                    batch of the fit, stepped per batch: --lr is the peak, warm-up 30 %, cosine,\n"
-    "                    from lr/25 down to lr/25e4; cycles adamw's beta1 or sgd's momentum 0.95-0.85)\n"
-    "  --wd X            weight decay >= 0 (default 0 for sgd, 0.01 for adamw; decoupled in adamw)\n"
+    "  --opt NAME        optimiser: sgd (default, torch's SGD), adamw (torch's AdamW: betas 0.9, 0.999,\n"
+    "                    eps 1e-8), or 12_accel_sgd's own: momentum (grad_avg = grad_avg*0.9 + g*0.1,\n"
+    "                    p -= lr*grad_avg), rmsprop (sqr_mom 0.99, eps 1e-5 outside the sqrt), adam\n"
+    "                    (beta1 0.9, beta2 0.99, eps 1e-5 inside the sqrt, as the notebook writes it)\n"
+    "  --sched NAME      fit's lr schedule, stepped per training batch over the whole fit (or --sched-steps):\n"
+    "                    none (default: --lr throughout);\n"
+    "                    onecycle (torch's OneCycleLR: --lr is the peak, warm-up 30 %, cosine, from lr/25\n"
+    "                    down to lr/25e4; cycles adamw's beta1 or sgd's momentum 0.95-0.85);\n"
+    "                    cosine (CosineAnnealingLR: from --lr down to 0 at the end, eta_min 0);\n"
+    "                    exp (ExponentialLR: gamma such that the lr falls 100x, from --lr to lr/100);\n"
+    "                    step (StepLR: halved at each epoch's end, step_size an epoch's batches, gamma 0.5);\n"
+    "                    warmup (LinearLR(start_factor 0.01, end_factor 1): from lr/100 up to --lr over\n"
+    "                    the first 10 % of the steps (at least 1), then constant)\n"
+    "  --sched-steps N   the schedule's length in training batches (default: the fit's epochs x batches;\n"
+    "                    may not be shorter than the fit)\n"
+    "  --wd X            weight decay >= 0 (default 0 for sgd, 0.01 for adamw, 0 for momentum, rmsprop,\n"
+    "                    adam; decoupled, p *= 1 - lr*wd, in all but sgd)\n"
     "  --seed N          seed for init and shuffling (default 42)\n"
     "  --threads N       CPU threads (default 2)\n"
     "  --workers N       data loader threads (default 0: batches are built by the training threads)\n"
@@ -44,6 +56,8 @@ static const char usage[] =
     "                    stride-2 CNN; resnet: 13_resnet's ResNet). cnn and resnet train on inputs\n"
     "                    normalised as (x - 0.28) / 0.35, on the CPU (no CUDA conv kernels yet)\n"
     "  --plot FILE.png   fit: plot train/valid loss; lr_find: loss against lr (default lr_find.png)\n"
+    "  --record FILE.png fit: RecorderCB's lr and loss of every training batch, as two charts,\n"
+    "                    FILE-lr.png and FILE-loss.png (kept by checkpoints: a resumed fit plots the same)\n"
     "  --log FILE.jsonl  fit: one JSON object per epoch and phase (epoch, train, loss, accuracy, seconds)\n"
     "  --csv FILE.csv    fit: the same records as CSV, with a header line\n"
     "  --save FILE.safetensors  fit: save the weights at the end (also after Ctrl-C), as\n"
@@ -85,6 +99,8 @@ static const char usage[] =
 typedef struct opts {
   const char *cmd, *data, *plot, *log, *csv, *save, *model, *ckpt, *resume;
   const char *opt, *sched;
+  const char *record;           /* --record FILE.png */
+  int sched_steps;              /* --sched-steps; 0: the whole fit */
   double wd;                    /* < 0: the optimiser's default */
   const char *save_best, *weights, *images, *labels;   /* fit: --save-best; predict: the rest */
   int early_stop, verbose, n_files;
@@ -166,7 +182,7 @@ static int parse(int argc, char **argv, opts *o) {
     if (!strcmp(f, "--verbose") && predict) { o->verbose = 1; continue; }
     static const char *with_value[] = {"--epochs", "--lr", "--bs", "--mom", "--seed", "--threads", "--workers",
                                        "--data", "--device", "--plot", "--log", "--csv", "--save", "--model",
-                                       "--opt", "--sched", "--wd",
+                                       "--opt", "--sched", "--wd", "--sched-steps", "--record",
                                        "--save-best", "--early-stop", "--min-delta", "--weights", "--images", "--labels",
                                        "--checkpoint", "--resume", "--every", "--keep", "--augment", "--pad"};
     int known = 0;
@@ -186,6 +202,7 @@ static int parse(int argc, char **argv, opts *o) {
       if (!fl_augment_parse(v, &o->augment)) return bad(f, v, "unknown augmentation (allowed: crop, flip, erase)");
     }
     else if (!strcmp(f, "--keep")) r = parse_int(f, v, 1, 1000000, &o->keep);
+    else if (!strcmp(f, "--sched-steps")) r = parse_int(f, v, 1, INT_MAX, &o->sched_steps);
     else if (!strcmp(f, "--checkpoint") || !strcmp(f, "--resume")) {
       if (!*v) return bad(f, v, "needs a directory");
 #ifdef FL_NO_CJSON
@@ -207,10 +224,16 @@ static int parse(int argc, char **argv, opts *o) {
       if (o->mom < 0 || o->mom >= 1) return bad(f, v, "must be in [0, 1)");
       o->use_mom = 1;
     } else if (!strcmp(f, "--opt")) {
-      if (strcmp(v, "sgd") && strcmp(v, "adamw")) return bad(f, v, "unknown optimiser (must be sgd or adamw)");
+      static const char *const opts_[] = {"sgd", "momentum", "rmsprop", "adam", "adamw"};
+      int ok = 0;
+      for (size_t k = 0; k < sizeof opts_ / sizeof *opts_; k++) ok |= !strcmp(v, opts_[k]);
+      if (!ok) return bad(f, v, "unknown optimiser (must be sgd, momentum, rmsprop, adam or adamw)");
       o->opt = v;
     } else if (!strcmp(f, "--sched")) {
-      if (strcmp(v, "none") && strcmp(v, "onecycle")) return bad(f, v, "unknown schedule (must be none or onecycle)");
+      static const char *const scheds[] = {"none", "onecycle", "cosine", "exp", "step", "warmup"};
+      int ok = 0;
+      for (size_t k = 0; k < sizeof scheds / sizeof *scheds; k++) ok |= !strcmp(v, scheds[k]);
+      if (!ok) return bad(f, v, "unknown schedule (must be none, onecycle, cosine, exp, step or warmup)");
       o->sched = v;
     } else if (!strcmp(f, "--wd")) {
       if ((r = parse_double(f, v, &o->wd))) return r;
@@ -223,6 +246,10 @@ static int parse(int argc, char **argv, opts *o) {
       size_t n = strlen(v);
       if (n < 5 || strcmp(v + n - 4, ".png")) return bad(f, v, "must name a .png file");
       o->plot = v;
+    } else if (!strcmp(f, "--record")) {
+      size_t n = strlen(v);
+      if (n < 5 || strcmp(v + n - 4, ".png")) return bad(f, v, "must name a .png file");
+      o->record = v;
     } else if (!strcmp(f, "--log")) o->log = v;
     else if (!strcmp(f, "--csv")) o->csv = v;
     else if (!strcmp(f, "--model")) {
@@ -253,6 +280,8 @@ static int parse(int argc, char **argv, opts *o) {
   if (o->pad >= 0 && !(o->augment & FL_AUG_CROP)) return bad("--pad", NULL, "needs --augment with crop");
   if (o->pad < 0) o->pad = 1;
   if (strcmp(o->cmd, "fit") && strcmp(o->sched, "none")) return bad("--sched", o->sched, "applies to fit only");
+  if (o->record && strcmp(o->cmd, "fit")) return bad("--record", o->record, "is a flag of fit only");
+  if (o->sched_steps && !strcmp(o->sched, "none")) return bad("--sched-steps", NULL, "needs --sched NAME (not none)");
   if (o->save_best && !o->save) return bad("--save-best", o->save_best, "needs --save FILE.safetensors (where the best weights go)");
   if (o->min_delta > 0 && !o->early_stop) return bad("--min-delta", NULL, "needs --early-stop N");
   if (predict) {
@@ -294,7 +323,8 @@ static void run_config(const opts *o, const fl_dataset *train, const fl_dataset 
   snprintf(v[5], 64, "%llu", o->seed);
   snprintf(v[6], 64, "%d", o->epochs);
   snprintf(v[7], 64, "%lld+%lld images", (long long)train->n, (long long)valid->n);
-  snprintf(v[8], 64, "%s", o->sched);
+  if (o->sched_steps) snprintf(v[8], 64, "%s:%d", o->sched, o->sched_steps);   /* older checkpoints still match */
+  else snprintf(v[8], 64, "%s", o->sched);
   if (o->wd >= 0) num(v[9], 64, o->wd);
   else snprintf(v[9], 64, "default");
   /* the augmentation draws are part of the run: "none", or e.g. "crop,flip pad 1" */
@@ -357,6 +387,22 @@ static fl_optimizer *sgd_with_wd(fl_module *m, float lr) {
 }
 static fl_optimizer *adamw_with_wd(fl_module *m, float lr) {
   fl_optimizer *o = fl_adamw_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
+}
+/* 12_accel_sgd's own (the notebook's defaults; --wd decoupled, its reg_step) */
+static fl_optimizer *nb_momentum_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_nb_momentum_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
+}
+static fl_optimizer *nb_rmsprop_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_nb_rmsprop_new(m, lr);
+  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+  return o;
+}
+static fl_optimizer *nb_adam_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = fl_nb_adam_new(m, lr);
   if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
   return o;
 }
@@ -527,7 +573,7 @@ int main(int argc, char **argv) {
     fl_module_free(m);
     return st == FL_OK ? 0 : 1;
   }
-  if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)) ||
+  if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--record", o.record)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)) ||
       (r = check_out_dir("--save", o.save)) || (r = check_out_dir("--checkpoint", o.ckpt)))
     return r;
   if (o.ckpt && (!o.resume || strcmp(o.ckpt, o.resume)) && fl_checkpoint_dir_has_any(o.ckpt))
@@ -555,9 +601,22 @@ int main(int argc, char **argv) {
     fl_dataset_free(train), fl_dataset_free(valid);
     return 1;
   }
-  fl_module *model = fl_model_new(o.model, o.seed);
   int is_fit = !strcmp(o.cmd, "fit");
-  fl_callback *cbs[16], *save_cb = NULL, *stop_cb = NULL;
+  /* the schedule's length: the whole fit, or --sched-steps (never shorter than the fit) */
+  int64_t fit_steps = (int64_t)o.epochs * fl_dataloader_len(dls.train);
+  if (is_fit && o.sched_steps && o.sched_steps < fit_steps) {
+    char why[160];
+    snprintf(why, sizeof why, "the schedule is shorter than the fit's %lld training batches (must be >= %lld)",
+             (long long)fit_steps, (long long)fit_steps);
+    char val[32];
+    snprintf(val, sizeof val, "%d", o.sched_steps);
+    bad("--sched-steps", val, why);
+    fl_dataloaders_free(&dls);
+    fl_dataset_free(train), fl_dataset_free(valid);
+    return 2;
+  }
+  fl_module *model = fl_model_new(o.model, o.seed);
+  fl_callback *cbs[16], *save_cb = NULL, *stop_cb = NULL, *rec_cb = NULL;
   int n = 0;
   /* --resume: the newest valid checkpoint, made by a run with the same flags */
   fl_checkpoint *ck = NULL;
@@ -602,6 +661,7 @@ int main(int argc, char **argv) {
     cbs[n++] = fl_nan_cb_new(dev == FL_CPU ? 1 : 8);
     /* --no-progress: the same callback without bars (it still records the plot) */
     cbs[n++] = fl_progress_cb_new(o.plot != NULL, o.plot, stdout, o.progress ? -1 : 0);
+    if (o.record) cbs[n++] = rec_cb = fl_recorder_cb_new(1 << FL_REC_LR | 1 << FL_REC_LOSS);
     if (o.log) cbs[n++] = fl_jsonl_cb_new(o.log);
     if (o.csv) cbs[n++] = fl_csv_cb_new(o.csv);
     if (o.save_best) cbs[n++] = save_cb = fl_save_model_cb_new(o.save, o.save_best, FL_MODE_AUTO, o.model);
@@ -610,11 +670,20 @@ int main(int argc, char **argv) {
                                                     o.min_delta);
   }
   g_wd = o.wd;
-  fl_opt_fn opt_fn = !strcmp(o.opt, "adamw") ? adamw_with_wd : sgd_with_wd;
-  /* --sched onecycle: OneCycleLR over every training batch of the fit, --lr its peak */
+  fl_opt_fn opt_fn = !strcmp(o.opt, "adamw")      ? adamw_with_wd
+                     : !strcmp(o.opt, "momentum") ? nb_momentum_with_wd
+                     : !strcmp(o.opt, "rmsprop")  ? nb_rmsprop_with_wd
+                     : !strcmp(o.opt, "adam")     ? nb_adam_with_wd
+                                                  : sgd_with_wd;
+  /* --sched: a schedule over every training batch of the fit (or --sched-steps), stepped per batch */
   fl_schedule sched = {0};
-  if (is_fit && !strcmp(o.sched, "onecycle") && o.epochs > 0 && fl_dataloader_len(dls.train) > 0) {
-    sched = fl_onecycle(o.lr, (int64_t)o.epochs * fl_dataloader_len(dls.train));
+  if (is_fit && strcmp(o.sched, "none") && fit_steps > 0) {
+    int64_t total = o.sched_steps ? o.sched_steps : fit_steps;
+    if (!strcmp(o.sched, "onecycle")) sched = fl_onecycle(o.lr, total);
+    else if (!strcmp(o.sched, "cosine")) sched = fl_cosine(o.lr, total, 0.0);
+    else if (!strcmp(o.sched, "exp")) sched = fl_exponential(o.lr, total > 1 ? pow(0.01, 1.0 / (double)(total - 1)) : 1.0, total);
+    else if (!strcmp(o.sched, "step")) sched = fl_step_schedule(o.lr, fl_dataloader_len(dls.train), 0.5, total);
+    else sched = fl_linear_warmup(o.lr, 0.01, total / 10 > 1 ? total / 10 : 1, total);
     cbs[n++] = fl_batch_sched_cb_new(&sched);
   }
   fl_learner *l = o.use_mom ? fl_momentum_learner_new(model, &dls, fl_cross_entropy, (float)o.lr, cbs, n, opt_fn, (float)o.mom)
@@ -641,6 +710,11 @@ int main(int argc, char **argv) {
         printf("tta accuracy: %.4f (without: %.4f)\n", tta, plain);
       fl_learner_free(pl);
     }
+    if (s == FL_OK && rec_cb && fl_recorder_values(rec_cb, FL_REC_LR, NULL) > 0 &&
+        (s = fl_recorder_plot(rec_cb, o.record)) == FL_OK)
+      printf("recorded lr and loss of %lld training batches: %.*s-lr.png, %.*s-loss.png\n",
+             (long long)fl_recorder_values(rec_cb, FL_REC_LR, NULL), (int)strlen(o.record) - 4, o.record,
+             (int)strlen(o.record) - 4, o.record);
     /* after a whole fit, or one stopped by Ctrl-C (also FL_OK): keep what was trained */
     if (s == FL_OK && save_cb && fl_best_cb_info(save_cb, &best, &best_epoch, &count)) {
       if (count > 0)

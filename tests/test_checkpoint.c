@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "flexlearn.h"
+#include "fl/plot.h"
 #include "learn_fixture.h"
 #include "test.h"
 
@@ -642,6 +643,37 @@ static void test_cli_kill_mom_2(void) { cli_kill_resume("2", 1); }
  * before restoring it) */
 static void test_cli_kill_adamw_onecycle(void) { cli_kill_resume_with("2", "--opt", "adamw", "--sched", "onecycle"); }
 static void test_cli_kill_sgd_onecycle(void) { cli_kill_resume_with("1", "--sched", "onecycle", "--seed", "42"); }
+/* 12_accel_sgd's optimisers (their flat state: grad_avg; sqr_avg, whose first step starts it at
+ * g^2; avg and sqr_avg with the step count) under the new schedules (functions of the step) */
+static void test_cli_kill_nb_momentum_step(void) { cli_kill_resume_with("2", "--opt", "momentum", "--sched", "step"); }
+static void test_cli_kill_nb_rmsprop_cosine(void) { cli_kill_resume_with("1", "--opt", "rmsprop", "--sched", "cosine"); }
+static void test_cli_kill_nb_adam_exp(void) { cli_kill_resume_with("2", "--opt", "adam", "--sched", "exp"); }
+/* RecorderCB (--record): killed mid-epoch 1 and resumed, the charts are the uninterrupted
+ * run's, byte for byte (its history comes back from the checkpoint). */
+static void test_cli_kill_record(void) {
+  if (!fl_plot_available()) SKIP("no PNG plots in this build");
+  char ck[256], a[256], b[256], pa[256], pb[256];
+  static char fa[1 << 17], fb[1 << 17];
+  path_in(ck, sizeof ck, "ckr"), path_in(a, sizeof a, "a.png"), path_in(b, sizeof b, "b.png");
+  rm_rf(ck);
+  int rc = cli(NULL, FIT2("2", "--opt", "adam", "--sched", "warmup", "--record", a));
+  EXPECTF(rc == 0 && strstr(g_out, "recorded lr and loss of 20 training batches"), "rc %d: %s\n%s", rc, g_err, g_out);
+  rc = cli("FLEXLEARN_TEST_KILL_AT=17", FIT2("2", "--opt", "adam", "--sched", "warmup", "--record", b, "--checkpoint", ck,
+                                              "--every", "3"));
+  EXPECTF(rc == 128 + SIGKILL, "rc %d: %s", rc, g_err);
+  rc = cli(NULL, FIT2("2", "--opt", "adam", "--sched", "warmup", "--record", b, "--resume", ck));
+  EXPECTF(rc == 0 && strstr(g_out, "recorded lr and loss of 20 training batches"), "rc %d: %s\n%s", rc, g_err, g_out);
+  const char *sfx[2] = {"-lr.png", "-loss.png"};
+  for (int k = 0; k < 2; k++) {
+    snprintf(pa, sizeof pa, "%.*s%s", (int)strlen(a) - 4, a, sfx[k]);
+    snprintf(pb, sizeof pb, "%.*s%s", (int)strlen(b) - 4, b, sfx[k]);
+    size_t na = read_file(pa, fa, sizeof fa), nb = read_file(pb, fb, sizeof fb);
+    EXPECTF(na > 100 && na == nb && !memcmp(fa, fb, na), "%s (%zu bytes) differs from %s (%zu)", pb, nb, pa, na);
+    unlink(pa), unlink(pb);
+  }
+  rm_rf(ck);
+}
+
 /* EarlyStoppingCB: its best value, wait count and best weights come back, so the fit it stops
  * (no gain above 0.5 in epoch 1) ends with epoch 0's weights after any resume */
 /* The ResNet: BatchNorm's running stats (buffers) and AdamW's moments come back too */
@@ -816,6 +848,10 @@ int main(void) {
     RUN(test_cli_kill_mom_2);
     RUN(test_cli_kill_adamw_onecycle);
     RUN(test_cli_kill_sgd_onecycle);
+  RUN(test_cli_kill_nb_momentum_step);
+  RUN(test_cli_kill_nb_rmsprop_cosine);
+  RUN(test_cli_kill_nb_adam_exp);
+  RUN(test_cli_kill_record);
     RUN(test_cli_kill_early_stop);
     RUN(test_cli_kill_resnet_1);
     RUN(test_cli_kill_resnet_2);

@@ -211,11 +211,19 @@ static void test_bad_flags(void) {
   BAD(2, "--seed", "fit", "--seed", "99999999999999999999999", "--log", g_log, "--plot", g_png);
   BAD(2, "--device", "fit", "--device", "gpu", "--log", g_log, "--plot", g_png);
   BAD(2, "--model", "fit", "--model", "vgg", "--log", g_log, "--plot", g_png);
-  BAD(2, "--opt", "fit", "--opt", "adam", "--log", g_log, "--plot", g_png);
-  EXPECTF(strstr(g_err, "sgd") && strstr(g_err, "adamw"), "should name the allowed values: %s", g_err);
+  BAD(2, "--opt", "fit", "--opt", "lamb", "--log", g_log, "--plot", g_png);
+  EXPECTF(strstr(g_err, "sgd") && strstr(g_err, "momentum") && strstr(g_err, "rmsprop") && strstr(g_err, "adam or") &&
+              strstr(g_err, "adamw"),
+          "should name the allowed values: %s", g_err);
   BAD(2, "--opt", "fit", "--opt", "", "--log", g_log, "--plot", g_png);
-  BAD(2, "--sched", "fit", "--sched", "cosine", "--log", g_log, "--plot", g_png);
-  EXPECTF(strstr(g_err, "none") && strstr(g_err, "onecycle"), "should name the allowed values: %s", g_err);
+  BAD(2, "--sched", "fit", "--sched", "linear", "--log", g_log, "--plot", g_png);
+  EXPECTF(strstr(g_err, "none") && strstr(g_err, "onecycle") && strstr(g_err, "cosine") && strstr(g_err, "exp") &&
+              strstr(g_err, "step") && strstr(g_err, "warmup"),
+          "should name the allowed values: %s", g_err);
+  BAD(2, "--sched-steps", "fit", "--sched-steps", "0", "--sched", "cosine", "--log", g_log, "--plot", g_png);
+  BAD(2, "--sched-steps", "fit", "--sched-steps", "100", "--log", g_log, "--plot", g_png);   /* no --sched */
+  BAD(2, "--record", "fit", "--record", "rec.txt", "--log", g_log, "--plot", g_png);
+  BAD(2, "--record", "lr_find", "--record", "rec.png", "--data", g_good, "--plot", g_png);
   BAD(2, "--sched", "lr_find", "--sched", "onecycle", "--data", g_good, "--plot", g_png);
   BAD(2, "--wd", "fit", "--wd", "-0.1", "--log", g_log, "--plot", g_png);
   BAD(2, "--wd", "fit", "--wd", "x", "--log", g_log, "--plot", g_png);
@@ -448,6 +456,60 @@ static void test_fit_adamw_onecycle(void) {
   rc = CLI("fit", "--data", g_good, "--epochs", "1", "--bs", "32", "--no-progress", "--device", "cpu", "--opt", "adamw",
            "--lr", "1e-3");
   EXPECTF(rc == 0 && g_err[0] == 0 && count_lines(g_out) == 3, "rc %d: %s", rc, g_err);
+}
+
+/* --opt momentum|rmsprop|adam (12_accel_sgd's): each runs, gives the same output twice,
+ * differs from the others and from sgd; --wd changes it. */
+static void test_fit_notebook_opts(void) {
+  static char outs[4][sizeof g_out];
+  const char *names[4] = {"sgd", "momentum", "rmsprop", "adam"};
+  const char *lrs[4] = {"0.1", "0.1", "3e-3", "6e-3"};
+  for (int k = 0; k < 4; k++) {
+    int rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed",
+                 "7", "--opt", names[k], "--lr", lrs[k]);
+    EXPECTF(rc == 0 && g_err[0] == 0 && count_lines(g_out) == 5 && strstr(g_out, "weights fnv1a "), "%s: rc %d: %s",
+            names[k], rc, g_err);
+    snprintf(outs[k], sizeof outs[k], "%s", g_out);
+    rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+             "--opt", names[k], "--lr", lrs[k]);
+    EXPECTF(rc == 0 && !strcmp(g_out, outs[k]), "--opt %s: second run differs:\n%s\nfirst:\n%s", names[k], g_out,
+            outs[k]);
+    for (int j = 0; j < k; j++) EXPECTF(strcmp(outs[j], outs[k]), "--opt %s gave --opt %s's output", names[k], names[j]);
+    if (k) {
+      rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+               "--opt", names[k], "--lr", lrs[k], "--wd", "0.5");
+      EXPECTF(rc == 0 && strcmp(g_out, outs[k]), "--opt %s --wd 0.5 changed nothing (rc %d)", names[k], rc);
+    }
+  }
+}
+
+/* --sched cosine|exp|step|warmup: each runs, gives the same output twice, differs from the
+ * others and from no schedule; --sched-steps shorter than the fit is refused (exit 2, one line
+ * naming the flag), a longer one runs and differs from the whole-fit schedule. */
+static void test_fit_schedules(void) {
+  static char outs[5][sizeof g_out];
+  const char *names[5] = {"none", "cosine", "exp", "step", "warmup"};
+  for (int k = 0; k < 5; k++) {
+    int rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed",
+                 "7", "--sched", names[k], "--lr", "0.1");
+    EXPECTF(rc == 0 && g_err[0] == 0 && count_lines(g_out) == 5 && strstr(g_out, "weights fnv1a "), "%s: rc %d: %s",
+            names[k], rc, g_err);
+    snprintf(outs[k], sizeof outs[k], "%s", g_out);
+    rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+             "--sched", names[k], "--lr", "0.1");
+    EXPECTF(rc == 0 && !strcmp(g_out, outs[k]), "--sched %s: second run differs:\n%s\nfirst:\n%s", names[k], g_out,
+            outs[k]);
+    for (int j = 0; j < k; j++)
+      EXPECTF(strcmp(outs[j], outs[k]), "--sched %s gave --sched %s's output", names[k], names[j]);
+  }
+  int rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+               "--sched", "cosine", "--lr", "0.1", "--sched-steps", "1");
+  EXPECTF(rc == 2 && count_lines(g_err) == 1 && strstr(g_err, "--sched-steps 1") && strstr(g_err, "shorter than the fit"),
+          "rc %d: %s", rc, g_err);
+  EXPECT(g_out[0] == 0);
+  rc = CLI("fit", "--data", g_good, "--epochs", "2", "--bs", "32", "--no-progress", "--device", "cpu", "--seed", "7",
+           "--sched", "cosine", "--lr", "0.1", "--sched-steps", "100000");
+  EXPECTF(rc == 0 && g_err[0] == 0 && strcmp(g_out, outs[1]) && strcmp(g_out, outs[0]), "rc %d: %s", rc, g_err);
 }
 
 /* Every line of a JSON-lines log is whole ({"epoch": ... }\n); returns how many (-1: a broken one). */
@@ -709,6 +771,8 @@ int main(void) {
   RUN(test_device);
   RUN(test_fit_run);
   RUN(test_fit_adamw_onecycle);
+  RUN(test_fit_schedules);
+  RUN(test_fit_notebook_opts);
   RUN(test_lr_find_run);
   RUN(test_killed_run_keeps_log);
   RUN(test_sigint_run);

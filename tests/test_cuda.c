@@ -3,7 +3,7 @@
  *
  * Tolerances:
  *  - exact (==, so +0 equals -0; NaN equals NaN): memory, fill, binary, bias_add, relu,
- *    sum_bwd, mse_bwd, sgd_step, scale, adam_step, sgd_mom_step, gather, argmax_correct. Both backends do the same
+ *    sum_bwd, mse_bwd, sgd_step, scale, adam_step, sgd_mom_step, nb_adam_step, gather, argmax_correct. Both backends do the same
  *    IEEE operations in the same order (the CPU is built with -ffp-contract=off, the CUDA
  *    kernels use __fmul_rn / __fadd_rn so nothing is fused into an FMA).
  *  - gemm: max |C_gpu - C_cpu| / max |C_cpu| <= 1e-5 * sqrt(K) (different summation orders,
@@ -549,6 +549,38 @@ static void test_adam_sgd_mom(void) {
   EXPECT(GPU->status() == FL_OK);
 }
 
+/* 12_accel_sgd's RMSProp (m NULL, first step v = g^2) and Adam (eps inside the sqrt), with and
+ * without the decoupled decay: three steps, weights and state exactly the CPU's. */
+static void test_nb_adam_step(void) {
+  NEED_GPU();
+  for (size_t c = 0; c < NELEM(ns); c++) {
+    size_t n = ns[c];
+    char what[96];
+    for (int k = 0; k < 4; k++) {   /* bit 0: Adam (else RMSProp), bit 1: wd */
+      int adam = k & 1;
+      float *p = hrand(n, -1, 1), *g = hrand(n, -1, 1), *m = hrand(n, -1, 1), *v = hrand(n, 0, 1);
+      float *dp = up(p, n * 4), *dg = up(g, n * 4), *dm = up(m, n * 4), *dv = up(v, n * 4);
+      for (int t = 1; t <= 3; t++) {
+        double lr = 6e-3, wd = k & 2 ? 0.1 : 0, b1 = 0.9, b2 = 0.99;
+        fl_nb_hyper h = {(float)(1 - lr * wd), (float)b1, (float)(1 - b1), (float)b2, (float)(1 - b2),
+                         adam ? (float)(1 - pow(b1, t)) : 1.0f, adam ? (float)(1 - pow(b2, t)) : 1.0f,
+                         adam ? 1e-2f : 1e-5f, (float)lr, adam, !adam && t == 1};
+        CPU->nb_adam_step(p, g, adam ? m : NULL, v, &h, n);
+        GPU->nb_adam_step(dp, dg, adam ? dm : NULL, dv, &h, n);
+      }
+      float *r = down(dp, n), *rm = down(dm, n), *rv = down(dv, n);
+      snprintf(what, sizeof what, "nb_adam_step n=%zu %s%s", n, adam ? "Adam" : "RMSProp", k & 2 ? " wd" : "");
+      EXPECT_EXACT(r, p, n, what);
+      EXPECT_EXACT(rm, m, n, what);
+      EXPECT_EXACT(rv, v, n, what);
+      free(r), free(rm), free(rv);
+      GPU->free(dp), GPU->free(dg), GPU->free(dm), GPU->free(dv);
+      free(p), free(g), free(m), free(v);
+    }
+  }
+  EXPECT(GPU->status() == FL_OK);
+}
+
 static void test_argmax_correct(void) {
   NEED_GPU();
   static const int Ns[] = {1, 10, 33};
@@ -739,6 +771,7 @@ int main(void) {
   RUN(test_mse);
   RUN(test_sgd_scale);
   RUN(test_adam_sgd_mom);
+  RUN(test_nb_adam_step);
   RUN(test_argmax_correct);
   RUN(test_mean_update);
   RUN(test_nonfinite);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "flexlearn.h"
+#include "fl/plot.h"
 #include "learn_fixture.h"
 #include "test.h"
 
@@ -101,7 +102,11 @@ typedef struct grp {
 /* Builds the optimiser `name` over m with the groups gs (one group: the optimiser's own). */
 static fl_optimizer *make_opt(const char *name, fl_module *m, int ng, const grp *gs) {
   fl_optimizer *o = !strcmp(name, "sgd") ? fl_sgd_new(m, gs[0].lr)
-                    : !strcmp(name, "adam") ? fl_adam_new(m, gs[0].lr) : fl_adamw_new(m, gs[0].lr);
+                    : !strcmp(name, "adam") ? fl_adam_new(m, gs[0].lr)
+                    : !strcmp(name, "nb_sgd") ? fl_nb_sgd_new(m, gs[0].lr)
+                    : !strcmp(name, "nb_momentum") ? fl_nb_momentum_new(m, gs[0].lr)
+                    : !strcmp(name, "nb_rmsprop") ? fl_nb_rmsprop_new(m, gs[0].lr)
+                    : !strcmp(name, "nb_adam") ? fl_nb_adam_new(m, gs[0].lr) : fl_adamw_new(m, gs[0].lr);
   fl_tensor *p[NP];
   params_of(m, p);
   fl_param_group proto = o->groups[0];
@@ -116,7 +121,10 @@ static fl_optimizer *make_opt(const char *name, fl_module *m, int ng, const grp 
     G->n_params = gs[g].n;
     for (int i = 0; i < gs[g].n; i++) G->params[i] = p[gs[g].idx[i]];
     G->lr = gs[g].lr, G->wd = gs[g].wd;
-    if (o->has_betas) G->beta1 = gs[g].h[0], G->beta2 = gs[g].h[1], G->eps = gs[g].h[2];
+    if (!strcmp(name, "nb_momentum")) G->mom = (float)gs[g].h[0];
+    else if (!strcmp(name, "nb_rmsprop")) G->beta2 = gs[g].h[0], G->eps = gs[g].h[1];
+    else if (!strncmp(name, "nb_", 3)) G->beta1 = gs[g].h[0], G->beta2 = gs[g].h[1], G->eps = gs[g].h[2];
+    else if (o->has_betas) G->beta1 = gs[g].h[0], G->beta2 = gs[g].h[1], G->eps = gs[g].h[2];
     else G->mom = (float)gs[g].h[0], G->dampening = (float)gs[g].h[1], G->nesterov = (int)gs[g].h[2];
   }
   return o;
@@ -245,6 +253,42 @@ static void test_sgd_vs_torch(void) {
   double e = vs_torch("sgd", 2, gs, NULL);
   printf("  SGD, 2 groups (nesterov; plain): max rel err %.3g\n", e);
   EXPECTF(e <= 1e-6, "SGD (groups) differs from torch by %g relative", e);
+}
+
+/* 12_accel_sgd's SGD (decoupled wd), Momentum, RMSProp and Adam (eps inside the sqrt) against
+ * the notebook's classes run in PyTorch (tools/optim_vs_torch.py), NSTEPS steps, each parameter
+ * tensor within 1e-6 relative; one group (the flat kernel) and two (per parameter). */
+static void test_notebook_opts_vs_torch(void) {
+  NEED_TORCH();
+  const double m9 = (double)0.9f, m8 = (double)0.8f;   /* mom is a float in the groups */
+  struct { const char *name, *what; grp g; } cases[] = {
+      {"nb_sgd", "SGD", {0.1f, 0.0f, {0, 0, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_sgd", "SGD, wd 0.1", {0.1f, 0.1f, {0, 0, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_momentum", "Momentum 0.9", {0.05f, 0.0f, {m9, 0, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_momentum", "Momentum 0.8, wd 0.05", {0.05f, 0.05f, {m8, 0, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_rmsprop", "RMSProp", {3e-3f, 0.0f, {0.99, 1e-5, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_rmsprop", "RMSProp sqr_mom 0.9, eps 1e-3, wd 0.1", {3e-3f, 0.1f, {0.9, 1e-3, 0}, NP, {0, 1, 2, 3}}},
+      {"nb_adam", "Adam", {6e-3f, 0.0f, {0.9, 0.99, 1e-5}, NP, {0, 1, 2, 3}}},
+      /* a large eps: inside the sqrt it changes the step a lot, outside it would not match */
+      {"nb_adam", "Adam eps 1e-2, wd 0.1", {6e-3f, 0.1f, {0.85, 0.95, 1e-2}, NP, {0, 1, 2, 3}}},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    double e = vs_torch(cases[c].name, 1, &cases[c].g, NULL);
+    printf("  notebook %s: max rel err %.3g\n", cases[c].what, e);
+    EXPECTF(e <= 1e-6, "notebook %s differs from its formulas in torch by %g relative", cases[c].what, e);
+  }
+  const char *names[4] = {"nb_sgd", "nb_momentum", "nb_rmsprop", "nb_adam"};
+  grp two[4][2] = {
+      {{0.1f, 0.1f, {0, 0, 0}, 2, {0, 3}}, {0.05f, 0.0f, {0, 0, 0}, 2, {1, 2}}},
+      {{0.05f, 0.05f, {m9, 0, 0}, 2, {0, 3}}, {0.1f, 0.0f, {m8, 0, 0}, 2, {1, 2}}},
+      {{3e-3f, 0.1f, {0.99, 1e-5, 0}, 2, {0, 3}}, {1e-2f, 0.0f, {0.9, 1e-3, 0}, 2, {1, 2}}},
+      {{6e-3f, 0.1f, {0.9, 0.99, 1e-5}, 2, {0, 3}}, {1e-2f, 0.0f, {0.8, 0.9, 1e-3}, 2, {1, 2}}},
+  };
+  for (int c = 0; c < 4; c++) {
+    double e = vs_torch(names[c], 2, two[c], NULL);
+    printf("  notebook %s, 2 groups: max rel err %.3g\n", names[c], e);
+    EXPECTF(e <= 1e-6, "%s (groups) differs by %g relative", names[c], e);
+  }
 }
 
 /* Without torch: one kernel over the flat buffers == one per parameter, bit for bit; the
@@ -411,6 +455,58 @@ static void test_cosine_vs_torch(void) {
   EXPECTF(e <= 1e-6, "cosine differs from torch by %g", e);
 }
 
+/* ExponentialLR, StepLR and LinearLR (the warm-up) over a whole schedule: our closed forms
+ * against torch's chained (recursive) ones within 1e-6 relative, in double and in the groups'
+ * floats; no momentum. */
+static void test_exp_step_warmup_vs_torch(void) {
+  NEED_TORCH();
+  enum { T = 4 * 59 };
+  static double lr[T], mom[T];
+  double gamma = pow(0.01, 1.0 / (T - 1));   /* the CLI's: lr falls 100x over the fit */
+  struct { char args[160]; fl_schedule s; } cases[4];
+  snprintf(cases[0].args, 160, "exp 0.05 %.17g %d", gamma, T);
+  cases[0].s = fl_exponential(0.05, gamma, T);
+  snprintf(cases[1].args, 160, "step 0.05 59 0.5 %d", T);
+  cases[1].s = fl_step_schedule(0.05, 59, 0.5, T);
+  snprintf(cases[2].args, 160, "warmup 0.05 0.01 23 %d", T);
+  cases[2].s = fl_linear_warmup(0.05, 0.01, 23, T);
+  snprintf(cases[3].args, 160, "warmup 0.3 0.3333333333333333 %d %d", T, T);   /* torch's defaults, all warm-up */
+  cases[3].s = fl_linear_warmup(0.3, 1.0 / 3, T, T);
+  fl_module *m = test_model();
+  fl_optimizer *o = fl_sgd_new(m, 0.05f);
+  for (int c = 0; c < 4; c++) {
+    int n = torch_schedule(cases[c].args, lr, mom, T);
+    EXPECTF(n == T, "torch gave %d values for %s", n, cases[c].args);
+    double e = 0, eg = 0;
+    o->groups[0].mom = 0.25f;
+    for (int i = 0; i < n; i++) {
+      double l, mo;
+      EXPECT(fl_schedule_at(&cases[c].s, i, &l, &mo) == 0 && isnan(mo));
+      e = fmax(e, rel(l, lr[i]));
+      EXPECT(fl_schedule_apply(&cases[c].s, o, i) == 0);
+      eg = fmax(eg, rel(o->groups[0].lr, lr[i]));
+    }
+    EXPECT(o->groups[0].mom == 0.25f);   /* not touched */
+    printf("  %s: lr rel err %.3g, in the group (float) %.3g\n", cases[c].args, e, eg);
+    EXPECTF(e <= 1e-6 && eg <= 1e-6, "%s differs from torch by %g (group %g)", cases[c].args, e, eg);
+    double l, mo, l2;
+    fl_schedule_at(&cases[c].s, T - 1, &l, &mo);
+    EXPECT(fl_schedule_at(&cases[c].s, T + 5, &l2, &mo) == 1 && l2 == l);   /* past the end: the last value */
+  }
+  /* the shapes: exp ends 100x down, step halves each 59, warm-up reaches the base lr at 23 */
+  double l, mo;
+  fl_schedule_at(&cases[0].s, T - 1, &l, &mo);
+  EXPECTF(fabs(l - 0.05 / 100) <= 1e-12, "exp ends at %g", l);
+  fl_schedule_at(&cases[1].s, 118, &l, &mo);
+  EXPECT(l == 0.05 * 0.25);
+  fl_schedule_at(&cases[2].s, 0, &l, &mo);
+  EXPECT(fabs(l - 0.05 * 0.01) <= 1e-15);
+  fl_schedule_at(&cases[2].s, 23, &l, &mo);
+  EXPECT(l == 0.05);
+  fl_opt_free(o);
+  fl_module_free(m);
+}
+
 /* Past the end: the last values, flagged; a pure function (the same answer twice). */
 static void test_schedule_past_end(void) {
   fl_schedule s = fl_onecycle(0.1, 10);
@@ -497,6 +593,49 @@ static void test_learner_onecycle(void) {
   fl_init(2);
 }
 
+/* RecorderCB with SGD (mom cycled) under BatchSchedCB(OneCycle), 2 epochs of 6 batches: 12
+ * records (training batches only), each batch's lr and momentum the schedule's value for that
+ * step (as floats in the group), losses finite and positive; a second fit starts afresh;
+ * the plot writes one PNG per asked-for value. */
+static void test_recorder_cb(void) {
+  fl_dataset *tr = fx_dataset(96, 4, 1), *va = fx_dataset(32, 4, 2);
+  fl_dataloaders dls;
+  EXPECT(fl_get_dls(&dls, tr, va, 16, 5, 0, 1) == FL_OK);
+  fl_module *m = fl_get_model(9, 4, 8, 4);
+  fl_schedule s = fl_onecycle(0.05, 12);
+  fl_callback *rec = fl_recorder_cb_new(1 << FL_REC_LR | 1 << FL_REC_MOM | 1 << FL_REC_LOSS);
+  fl_callback *cbs[3] = {fl_train_cb_new(1), fl_batch_sched_cb_new(&s), rec};
+  fl_learner *l = fl_learner_new(m, &dls, fl_cross_entropy, 0.05f, cbs, 3, fl_sgd_new, NULL);
+  EXPECT(fl_fit(l, 2, 1, 1, NULL, 0, 0) == FL_OK);
+  const double *lr, *mom, *loss;
+  EXPECT(fl_recorder_values(rec, FL_REC_LR, &lr) == 12);
+  EXPECT(fl_recorder_values(rec, FL_REC_MOM, &mom) == 12 && fl_recorder_values(rec, FL_REC_LOSS, &loss) == 12);
+  for (int i = 0; i < 12; i++) {
+    double want_lr, want_mom;
+    fl_schedule_at(&s, i, &want_lr, &want_mom);
+    EXPECTF(lr[i] == (double)(float)want_lr && mom[i] == (double)(float)want_mom && isfinite(loss[i]) && loss[i] > 0,
+            "batch %d: lr %g mom %g loss %g, want %g %g", i, lr[i], mom[i], loss[i], want_lr, want_mom);
+  }
+  EXPECT(fl_fit(l, 1, 1, 1, NULL, 0, 0) == FL_OK);   /* a new fit: a new history */
+  EXPECT(fl_recorder_values(rec, FL_REC_LR, &lr) == 6);
+  if (fl_plot_available()) {
+    EXPECT(fl_recorder_plot(rec, tmp("rec.png")) == FL_OK);
+    const char *names[3] = {"rec-lr.png", "rec-mom.png", "rec-loss.png"};
+    for (int k = 0; k < 3; k++) {
+      FILE *f = fopen(tmp(names[k]), "rb");
+      unsigned char sig[8] = {0};
+      EXPECTF(f && fread(sig, 1, 8, f) == 8 && !memcmp(sig, "\x89PNG\r\n\x1a\n", 8), "%s is not a PNG", names[k]);
+      if (f) fclose(f);
+      unlink(tmp(names[k]));
+    }
+    EXPECT(access(tmp("rec.png"), F_OK) != 0);   /* three values: three suffixed files, not rec.png */
+  }
+  fl_learner_free(l);
+  fl_module_free(m);
+  fl_dataloaders_free(&dls);
+  fl_dataset_free(tr), fl_dataset_free(va);
+}
+
 /* EpochSchedCB(CosineAnnealingLR(T_max 3)) over 3 epochs of 6 batches: every step of epoch e
  * uses the schedule's value e; SGD (no betas, and cosine cycles no momentum) keeps mom 0. */
 static void test_epoch_sched_cb(void) {
@@ -531,14 +670,17 @@ int main(void) {
   RUN(test_adamw_vs_torch);
   RUN(test_adam_vs_torch);
   RUN(test_sgd_vs_torch);
+  RUN(test_notebook_opts_vs_torch);
   RUN(test_flat_equals_per_param);
   RUN(test_defaults_and_decay);
   RUN(test_sgd_plain_unchanged);
   RUN(test_onecycle_vs_torch);
   RUN(test_cosine_vs_torch);
+  RUN(test_exp_step_warmup_vs_torch);
   RUN(test_schedule_past_end);
   RUN(test_learner_onecycle);
   RUN(test_epoch_sched_cb);
+  RUN(test_recorder_cb);
   torch_close();
   rmdir(g_dir);
   return test_summary();

@@ -224,6 +224,25 @@ typedef struct fl_sched_cb {
 fl_callback *fl_batch_sched_cb_new(const fl_schedule *sched);
 fl_callback *fl_epoch_sched_cb_new(const fl_schedule *sched);
 
+/* RecorderCB (12_accel_sgd): after every training batch, the lr and momentum that batch used
+ * (the optimiser's first group: beta1 for the Adam family, else mom) and its loss. `what` is a
+ * set of (1 << FL_REC_*) bits: the values to plot (the loss is read, a device sync on a GPU,
+ * only when asked for; lr and mom are always kept). The history restarts at each fit, is saved
+ * and restored by checkpoints (a resumed fit gives the same plot), and is read with
+ * fl_recorder_values. fl_recorder_plot writes one PNG chart per asked-for value against the
+ * training batch: to png itself when there is one, else to png with "-lr", "-mom", "-loss"
+ * before its ".png" (rec.png: rec-lr.png, rec-loss.png). FL_OK or fl_plot_png's error. */
+typedef enum fl_rec_value { FL_REC_LR = 0, FL_REC_MOM = 1, FL_REC_LOSS = 2, FL_REC_N = 3 } fl_rec_value;
+typedef struct fl_recorder_cb {
+  fl_callback cb;
+  int what;
+  double *v[FL_REC_N];          /* cap values each, n recorded */
+  int64_t n, cap;
+} fl_recorder_cb;
+fl_callback *fl_recorder_cb_new(int what);
+int64_t fl_recorder_values(const fl_callback *cb, fl_rec_value which, const double **v);
+fl_status fl_recorder_plot(const fl_callback *cb, const char *png);
+
 /* LRFinderCB. The lesson's first version: lr *= lr_mult after each training batch, stops when
  * loss > 3 x min. The second: an ExponentialLR(gamma) scheduler, stops when the loss is NaN or
  * > max_mult x min. Both cancel validation epochs and plot loss against lr (log x) into png. */

@@ -76,6 +76,26 @@ fl_optimizer *fl_sgd_new(fl_module *model, float lr);
  * with fl_opt_free. */
 fl_optimizer *fl_adam_new(fl_module *model, float lr);
 fl_optimizer *fl_adamw_new(fl_module *model, float lr);
+/* 12_accel_sgd's own optimisers (the notebook's formulas; float32, the step's scalars in double
+ * as Python computes them), over every parameter of a collated model, one group with that lr and
+ * the notebook's defaults, wd 0. Every step first decays the weights, p *= 1 - lr * wd (the
+ * notebook's reg_step, decoupled, when groups[].wd != 0), then:
+ *  - fl_nb_sgd_new (name "NbSGD"):  p -= lr * g. No buffers.
+ *  - fl_nb_momentum_new ("Momentum", groups[].mom 0.9): grad_avg = grad_avg * mom + g * (1 - mom),
+ *    p -= lr * grad_avg; bufs[0] "grad_avg", zero at first. (The notebook's Momentum damps the
+ *    gradient by 1 - mom; torch's SGD momentum does not.) A schedule that cycles momentum writes mom.
+ *  - fl_nb_rmsprop_new ("RMSProp", sqr_mom in groups[].beta2 0.99, eps 1e-5): sqr_avg starts as
+ *    g^2 at the first step, sqr_avg = sqr_avg * sqr_mom + g^2 * (1 - sqr_mom),
+ *    p -= lr * g / (sqrt(sqr_avg) + eps); bufs[0] "sqr_avg".
+ *  - fl_nb_adam_new ("NbAdam", beta1 0.9, beta2 0.99, eps 1e-5; has_betas): avg = beta1 * avg +
+ *    (1 - beta1) * g, sqr_avg = beta2 * sqr_avg + (1 - beta2) * g^2, with t = n_steps (the
+ *    notebook's i + 1) p -= lr * (avg / (1 - beta1^t)) / sqrt(sqr_avg / (1 - beta2^t) + eps):
+ *    eps INSIDE the square root, as the notebook writes it; bufs[0] "avg", bufs[1] "sqr_avg".
+ * A parameter without a gradient at a step is skipped (the notebook has no such case). */
+fl_optimizer *fl_nb_sgd_new(fl_module *model, float lr);
+fl_optimizer *fl_nb_momentum_new(fl_module *model, float lr);
+fl_optimizer *fl_nb_rmsprop_new(fl_module *model, float lr);
+fl_optimizer *fl_nb_adam_new(fl_module *model, float lr);
 /* An optimiser factory (the Learner's opt_func). */
 typedef fl_optimizer *(*fl_opt_fn)(fl_module *model, float lr);
 
@@ -106,7 +126,13 @@ void fl_sched_step(fl_sched *s);
  * n_steps). Values are computed in double as PyTorch's schedulers do in Python, then stored in
  * the groups' float fields. Every group gets the same values. Past the end (i >= total_steps)
  * the last step's values are kept. */
-typedef enum fl_schedule_kind { FL_SCHED_ONECYCLE = 1, FL_SCHED_COSINE = 2 } fl_schedule_kind;
+typedef enum fl_schedule_kind {
+  FL_SCHED_ONECYCLE = 1,
+  FL_SCHED_COSINE = 2,
+  FL_SCHED_EXP = 3,     /* ExponentialLR(gamma): base_lr * gamma^i */
+  FL_SCHED_STEP = 4,    /* StepLR(step_size, gamma): base_lr * gamma^(i / step_size) */
+  FL_SCHED_WARMUP = 5   /* LinearLR(start_factor, 1.0, total_iters): a linear warm-up, then constant */
+} fl_schedule_kind;
 typedef struct fl_schedule {
   fl_schedule_kind kind;
   int64_t total_steps;      /* OneCycle's total_steps, CosineAnnealing's T_max (>= 1) */
@@ -121,12 +147,28 @@ typedef struct fl_schedule {
   double base_mom, max_mom; /* 0.85, 0.95 */
   /* Cosine (torch.optim.lr_scheduler.CosineAnnealingLR, its closed form) */
   double eta_min;           /* the lr the cosine reaches at step T_max (0) */
+  /* Exp, Step: torch's gamma; Step: its step_size (>= 1) */
+  double gamma;
+  int64_t step_size;
+  /* Warmup (LinearLR with end_factor 1): the factor at step 0 (0 < start_factor <= 1) and
+   * total_iters, the steps it takes to reach max_lr (then max_lr until total_steps) */
+  double start_factor;
+  int64_t warmup_steps;
 } fl_schedule;
 /* OneCycleLR(max_lr, total_steps) with PyTorch's defaults (listed above). */
 fl_schedule fl_onecycle(double max_lr, int64_t total_steps);
 /* CosineAnnealingLR(T_max, eta_min) from base_lr: eta_min + (base_lr - eta_min) * (1 +
  * cos(pi * i / T_max)) / 2. Does not cycle momentum. */
 fl_schedule fl_cosine(double base_lr, int64_t t_max, double eta_min);
+/* ExponentialLR(gamma) from base_lr for total_steps steps: base_lr * gamma^i (torch multiplies
+ * by gamma at each step; the closed form agrees within a few ulps per step). No momentum. */
+fl_schedule fl_exponential(double base_lr, double gamma, int64_t total_steps);
+/* StepLR(step_size, gamma) from base_lr for total_steps steps: base_lr * gamma^floor(i / step_size). */
+fl_schedule fl_step_schedule(double base_lr, int64_t step_size, double gamma, int64_t total_steps);
+/* A linear warm-up then constant: torch's LinearLR(start_factor, end_factor=1.0,
+ * total_iters=warmup_steps) from base_lr, base_lr * (start_factor + (1 - start_factor) *
+ * min(i, warmup_steps) / warmup_steps), for total_steps steps (warmup_steps <= total_steps). */
+fl_schedule fl_linear_warmup(double base_lr, double start_factor, int64_t warmup_steps, int64_t total_steps);
 /* The lr and momentum (NaN when the schedule does not cycle it) for step i >= 0. Returns 0, or
  * 1 when i is past the end (the values are then those of step total_steps - 1). */
 int fl_schedule_at(const fl_schedule *s, int64_t i, double *lr, double *mom);

@@ -37,6 +37,17 @@ typedef struct fl_sgd_hyper {
   int first;            /* 1: the buffer is set to the gradient (torch's first step) */
 } fl_sgd_hyper;
 
+/* The scalars of one step of 12_accel_sgd's RMSProp or Adam (the notebook's own optimisers). */
+typedef struct fl_nb_hyper {
+  float decay;          /* the notebook's reg_step: p *= decay = 1 - lr * wd (1 without wd) */
+  float beta1, one_minus_beta1;   /* Adam's avg (unused when m is NULL: RMSProp) */
+  float beta2, one_minus_beta2;   /* sqr_avg's (RMSProp's sqr_mom) */
+  float bc1, bc2;       /* Adam's bias corrections 1 - beta^(i+1) (1, 1 for RMSProp) */
+  float eps, lr;
+  int eps_inside;       /* 1: Adam's sqrt(v / bc2 + eps); 0: RMSProp's sqrt(v) + eps */
+  int first_v;          /* 1: v starts as g * g (RMSProp's first step), 0: v as it is */
+} fl_nb_hyper;
+
 /* A 2-d convolution's geometry: x (N,C,H,W), w (O,C,k,k), y (N,O,Ho,Wo), NCHW contiguous. */
 typedef struct fl_conv_shape {
   int N, C, H, W, O, k, stride, pad, Ho, Wo;
@@ -111,6 +122,11 @@ typedef struct fl_backend {
    *   d = g + wd * p;  buf = first ? d : buf * mom + one_minus_dampening * d;
    *   d = nesterov ? d + mom * buf : buf;  p = p - lr * d */
   void (*sgd_mom_step)(float *p, const float *g, float *buf, const fl_sgd_hyper *h, size_t n);
+  /* 12_accel_sgd's RMSProp (m NULL) and Adam over n elements, each value rounded to float:
+   *   p = p * decay;  a = m ? m * beta1 + one_minus_beta1 * g : g;  g2 = g * g;
+   *   v = (first_v ? g2 : v) * beta2 + g2 * one_minus_beta2;
+   *   p = p - (lr * (a / bc1)) / (eps_inside ? sqrt(v / bc2 + eps) : sqrt(v / bc2) + eps) */
+  void (*nb_adam_step)(float *p, const float *g, float *m, float *v, const fl_nb_hyper *h, size_t n);
 
   /* ---- metrics, accumulated on the device (read back once per epoch) ---- */
   /* acc[0] += count of rows where argmax(x[row]) == t[row]; acc[1] += M */
@@ -188,7 +204,7 @@ const fl_backend *fl_backend_for(fl_device d);
  * `abi` stays the first field forever; the core refuses a plugin whose abi or sizes differ
  * from its own. Bump FL_CUDA_PLUGIN_ABI whenever fl_backend's or fl_cuda_plugin's layout or
  * meaning changes. */
-#define FL_CUDA_PLUGIN_ABI 3   /* 2: Adam/SGD-momentum steps; 3: the conv-net kernels (issue 7) */
+#define FL_CUDA_PLUGIN_ABI 4   /* 2: Adam/SGD-momentum steps; 3: the conv-net kernels (issue 7); 4: nb_adam_step (issue 8) */
 #define FL_CUDA_PLUGIN_ENTRY "fl__cuda_plugin"
 #define FL_CUDA_PLUGIN_NAME "libflexlearn_cuda.so"
 

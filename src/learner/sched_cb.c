@@ -6,7 +6,14 @@
 #include "fl/learner.h"
 
 static const char *sched_name(const fl_schedule *s) {
-  return s->kind == FL_SCHED_ONECYCLE ? "OneCycleLR" : s->kind == FL_SCHED_COSINE ? "CosineAnnealingLR" : "schedule";
+  switch (s->kind) {
+  case FL_SCHED_ONECYCLE: return "OneCycleLR";
+  case FL_SCHED_COSINE: return "CosineAnnealingLR";
+  case FL_SCHED_EXP: return "ExponentialLR";
+  case FL_SCHED_STEP: return "StepLR";
+  case FL_SCHED_WARMUP: return "LinearLR";
+  }
+  return "schedule";
 }
 
 static fl_status apply(fl_sched_cb *c, fl_learner *l, int64_t i) {

@@ -16,6 +16,25 @@ fl_schedule fl_cosine(double base_lr, int64_t t_max, double eta_min) {
   return (fl_schedule){.kind = FL_SCHED_COSINE, .total_steps = t_max, .max_lr = base_lr, .eta_min = eta_min};
 }
 
+fl_schedule fl_exponential(double base_lr, double gamma, int64_t total_steps) {
+  FL_CHECK(base_lr > 0 && gamma > 0 && total_steps >= 1, "fl_exponential: needs base_lr > 0, gamma > 0, total_steps >= 1");
+  return (fl_schedule){.kind = FL_SCHED_EXP, .total_steps = total_steps, .max_lr = base_lr, .gamma = gamma};
+}
+
+fl_schedule fl_step_schedule(double base_lr, int64_t step_size, double gamma, int64_t total_steps) {
+  FL_CHECK(base_lr > 0 && gamma > 0 && step_size >= 1 && total_steps >= 1,
+           "fl_step_schedule: needs base_lr > 0, step_size >= 1, gamma > 0, total_steps >= 1");
+  return (fl_schedule){.kind = FL_SCHED_STEP, .total_steps = total_steps, .max_lr = base_lr, .gamma = gamma,
+                       .step_size = step_size};
+}
+
+fl_schedule fl_linear_warmup(double base_lr, double start_factor, int64_t warmup_steps, int64_t total_steps) {
+  FL_CHECK(base_lr > 0 && start_factor > 0 && start_factor <= 1 && warmup_steps >= 1 && total_steps >= warmup_steps,
+           "fl_linear_warmup: needs base_lr > 0, 0 < start_factor <= 1, 1 <= warmup_steps <= total_steps");
+  return (fl_schedule){.kind = FL_SCHED_WARMUP, .total_steps = total_steps, .max_lr = base_lr,
+                       .start_factor = start_factor, .warmup_steps = warmup_steps};
+}
+
 /* torch's _annealing_cos / _annealing_linear */
 static double anneal(int linear, double start, double end, double pct) {
   if (linear) return (end - start) * pct + start;
@@ -66,6 +85,20 @@ int fl_schedule_at(const fl_schedule *s, int64_t i, double *lr, double *mom) {
     *lr = s->eta_min + (s->max_lr - s->eta_min) * (1 + cos(M_PI * (double)i / (double)s->total_steps)) / 2;
     *mom = NAN;
     break;
+  case FL_SCHED_EXP:
+    *lr = s->max_lr * pow(s->gamma, (double)i);
+    *mom = NAN;
+    break;
+  case FL_SCHED_STEP:
+    *lr = s->max_lr * pow(s->gamma, (double)(i / s->step_size));
+    *mom = NAN;
+    break;
+  case FL_SCHED_WARMUP: {
+    int64_t k = i < s->warmup_steps ? i : s->warmup_steps;
+    *lr = s->max_lr * (s->start_factor + (1.0 - s->start_factor) * (double)k / (double)s->warmup_steps);
+    *mom = NAN;
+    break;
+  }
   default:
     FL_CHECK(0, "fl_schedule_at: unknown schedule kind %d", (int)s->kind);
   }

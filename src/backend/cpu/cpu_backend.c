@@ -225,6 +225,23 @@ static void cpu_sgd_mom_step(float *restrict p, const float *restrict g, float *
   }
 }
 
+/* 12_accel_sgd's RMSProp / Adam (backend.h) */
+static void cpu_nb_adam_step(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                             const fl_nb_hyper *h, size_t n) {
+  const fl_nb_hyper k = *h;
+  for (size_t i = 0; i < n; i++) {
+    const float pi = p[i] * k.decay;
+    const float a = m ? m[i] * k.beta1 + k.one_minus_beta1 * g[i] : g[i];
+    const float g2 = g[i] * g[i];
+    const float vi = (k.first_v ? g2 : v[i]) * k.beta2 + g2 * k.one_minus_beta2;
+    const float uv = vi / k.bc2;
+    const float den = k.eps_inside ? sqrtf(uv + k.eps) : sqrtf(uv) + k.eps;
+    p[i] = pi - (k.lr * (a / k.bc1)) / den;
+    if (m) m[i] = a;
+    v[i] = vi;
+  }
+}
+
 static void cpu_argmax_correct(double *acc, const float *x, const int32_t *t, int M, int N) {
   int64_t c = 0;
   for (int i = 0; i < M; i++) {
@@ -297,6 +314,7 @@ const fl_backend fl_backend_cpu = {
     .scale = cpu_scale,
     .adam_step = cpu_adam_step,
     .sgd_mom_step = cpu_sgd_mom_step,
+    .nb_adam_step = cpu_nb_adam_step,
     .argmax_correct = cpu_argmax_correct,
     .mean_update = cpu_mean_update,
     .nonfinite = cpu_nonfinite,

@@ -249,6 +249,7 @@ static void fill_table(void) {
   table.scale = fl__cuda_scale;
   table.adam_step = fl__cuda_adam_step;
   table.sgd_mom_step = fl__cuda_sgd_mom_step;
+  table.nb_adam_step = fl__cuda_nb_adam_step;
   table.argmax_correct = fl__cuda_argmax_correct;
   table.mean_update = fl__cuda_mean_update;
   table.nonfinite = fl__cuda_nonfinite;

@@ -146,6 +146,7 @@ void fl__cuda_scale(float *x, float s, size_t n);
 void fl__cuda_adam_step(float *p, const float *g, float *m, float *v, const fl_adam_hyper *h,
                         size_t n);
 void fl__cuda_sgd_mom_step(float *p, const float *g, float *buf, const fl_sgd_hyper *h, size_t n);
+void fl__cuda_nb_adam_step(float *p, const float *g, float *m, float *v, const fl_nb_hyper *h, size_t n);
 void fl__cuda_argmax_correct(double *acc, const float *x, const int32_t *t, int M, int N);
 void fl__cuda_mean_update(double *acc, const float *x, size_t n, double w);
 int fl__cuda_nonfinite(const float *x, size_t n);

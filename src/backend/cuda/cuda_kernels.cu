@@ -619,6 +619,27 @@ void fl__cuda_sgd_mom_step(float *p, const float *g, float *buf, const fl_sgd_hy
   cu_launched("sgd_mom_step");
 }
 
+/* 12_accel_sgd's RMSProp / Adam (backend.h), rounded as the CPU. */
+__global__ void k_nb_adam_step(float *p, const float *g, float *m, float *v, fl_nb_hyper k, size_t n) {
+  CU_FOR(i, n) {
+    const float pi = __fmul_rn(p[i], k.decay);
+    const float a = m ? __fadd_rn(__fmul_rn(m[i], k.beta1), __fmul_rn(k.one_minus_beta1, g[i])) : g[i];
+    const float g2 = __fmul_rn(g[i], g[i]);
+    const float vi = __fadd_rn(__fmul_rn(k.first_v ? g2 : v[i], k.beta2), __fmul_rn(g2, k.one_minus_beta2));
+    const float uv = __fdiv_rn(vi, k.bc2);
+    const float den = k.eps_inside ? __fsqrt_rn(__fadd_rn(uv, k.eps)) : __fadd_rn(__fsqrt_rn(uv), k.eps);
+    p[i] = __fsub_rn(pi, __fdiv_rn(__fmul_rn(k.lr, __fdiv_rn(a, k.bc1)), den));
+    if (m) m[i] = a;
+    v[i] = vi;
+  }
+}
+
+void fl__cuda_nb_adam_step(float *p, const float *g, float *m, float *v, const fl_nb_hyper *h, size_t n) {
+  if (!n) return;
+  k_nb_adam_step<<<cu_blocks(n, CU_THREADS), CU_THREADS, 0, STREAM>>>(p, g, m, v, *h, n);
+  cu_launched("nb_adam_step");
+}
+
 /* ---- metrics ---- */
 /* acc[0] += rows whose first maximum is at t[row]; acc[1] += M. One block (a thread per row,
  * integer counts), so the update of acc is a single ordered write. */
