@@ -1,6 +1,7 @@
 /* HooksCallback and ActivationStats (10_activations): forward hooks on chosen modules for the
  * duration of a fit, and the per-batch activation statistics recorded through them. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,7 +104,7 @@ int fl_modules_of_kind(fl_module *root, const char *const *kinds, int n_kinds, f
 }
 
 /* ---- the statistics of one tensor ---- */
-enum { CHUNKS = 64 };           /* fixed, so the sums are the same at any thread count */
+enum { CHUNKS = 64, BLOCK = 1024, LANES = 16 };           /* fixed, so the sums are the same at any thread count */
 
 fl_status fl_act_stats_compute(const fl_tensor *t, double *mean, double *std, int64_t hist[FL_ACT_BINS]) {
   if (t->device != FL_CPU)
@@ -111,26 +112,42 @@ fl_status fl_act_stats_compute(const fl_tensor *t, double *mean, double *std, in
   FL_CHECK(t->dtype == FL_F32 && fl_is_contiguous(t), "fl_act_stats_compute: needs a contiguous f32 tensor");
   const float *x = t->data;
   int64_t n = fl_numel(t);
+  FL_CHECK(n / CHUNKS < INT32_MAX, "fl_act_stats_compute: tensor too large");
   double s[CHUNKS], ss[CHUNKS];
   int64_t h[CHUNKS][FL_ACT_BINS];
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int c = 0; c < CHUNKS; c++) {
     int64_t lo = n * c / CHUNKS, hi = n * (c + 1) / CHUNKS;
     double a = 0, b = 0;
-    int64_t hc[FL_ACT_BINS] = {0};
-    for (int64_t i = lo; i < hi; i++) {
-      float v = x[i];
-      a += v;
-      b += (double)v * v;
-      float av = fabsf(v);
+    int64_t hc[FL_ACT_BINS + 2];   /* + |x| == 10 (q == 40, the last bin) + not counted */
+    int32_t h4[4][FL_ACT_BINS + 2] = {{0}};   /* a chunk is at most 2^31 values (FL_CHECK'd) */
+    for (int64_t i0 = lo; i0 < hi; i0 += BLOCK) {
+      int m = (int)(hi - i0 < BLOCK ? hi - i0 : BLOCK);
+      /* lanes of float sums (vectorisable without reassociation), added to the double totals per block */
+      float la[LANES] = {0}, lb[LANES] = {0};
+      int idx[BLOCK];
+      int j = 0;
+      for (; j + LANES <= m; j += LANES)
+        for (int k = 0; k < LANES; k++) {
+          float v = x[i0 + j + k];
+          la[k] += v;
+          lb[k] += v * v;
+        }
+      for (; j < m; j++) la[0] += x[i0 + j], lb[0] += x[i0 + j] * x[i0 + j];
+      for (int k = 0; k < LANES; k++) a += la[k], b += lb[k];
       /* torch's histc: (elt - min) * nbins / (max - min) in the element type; max in the last bin */
-      if (av >= 0.0f && av <= 10.0f) {
-        int bin = (int)(av * (float)FL_ACT_BINS / 10.0f);
-        hc[bin == FL_ACT_BINS ? FL_ACT_BINS - 1 : bin]++;
+      for (j = 0; j < m; j++) {
+        float av = fabsf(x[i0 + j]), q = av * (float)FL_ACT_BINS / 10.0f;
+        idx[j] = (int)(av >= 0.0f && av <= 10.0f ? q : (float)(FL_ACT_BINS + 1));
       }
+      /* four partial histograms: runs of one bin do not wait on one counter */
+      for (j = 0; j + 4 <= m; j += 4) h4[0][idx[j]]++, h4[1][idx[j + 1]]++, h4[2][idx[j + 2]]++, h4[3][idx[j + 3]]++;
+      for (; j < m; j++) h4[0][idx[j]]++;
     }
+    for (int k = 0; k < FL_ACT_BINS + 2; k++) hc[k] = h4[0][k] + h4[1][k] + h4[2][k] + h4[3][k];
+    hc[FL_ACT_BINS - 1] += hc[FL_ACT_BINS];
     s[c] = a, ss[c] = b;
-    memcpy(h[c], hc, sizeof hc);
+    memcpy(h[c], hc, sizeof h[c]);
   }
   double a = 0, b = 0;
   memset(hist, 0, FL_ACT_BINS * sizeof *hist);
