@@ -61,6 +61,16 @@ double fl_act_stats_dead(const fl_callback *cb, int layer, int64_t batch);
  * always in a CAIRO=0 build). */
 fl_status fl_act_stats_png(const fl_callback *cb, const char *prefix);
 
+/* 11_initializing's lsuv_init for n pairs in turn: acts[i] an activation module of model and
+ * ins[i] the layer whose weight (params[0]) and bias (params[1], if any) feed it. Repeatedly
+ * forwards xb through model (no grad, in the model's current mode: BatchNorm in training mode
+ * updates its running statistics, as in the notebook) and, while the output of acts[i] has
+ * |std - 1| > 1e-3 or |mean| > 1e-3 (the mean only when there is a bias), does bias -= mean then
+ * weight /= std. FL_ERR_ARG naming the pair when it has not converged after max_iter updates
+ * (the weights keep what was done; a plain ReLU never reaches mean 0), FL_ERR_DEVICE for weights
+ * on CUDA (not on CUDA yet), or the forward's error. The weights must be collated or owned. */
+fl_status fl_lsuv_init(fl_module *model, fl_tensor *xb, fl_module **acts, fl_module **ins, int n, int max_iter);
+
 #ifdef __cplusplus
 }
 #endif
