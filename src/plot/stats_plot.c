@@ -118,6 +118,12 @@ static fl_status one_png(const fl_callback *cb, const char *prefix, const char *
       for (int l = 0; l < L; l++)
         line(cr, &p, which ? fl_act_stats_stds(cb, l) : fl_act_stats_means(cb, l), B, l);
       frame(cr, &p, which ? "stds (one line per layer)" : "means (one line per layer)", 1);
+      for (int l = 0; l < L && l < 12; l++) {   /* legend, top right */
+        char lab[24];
+        snprintf(lab, sizeof lab, "layer %d", l);
+        cairo_set_source_rgb(cr, k_colors[l % 10][0], k_colors[l % 10][1], k_colors[l % 10][2]);
+        text_at(cr, lab, p.x + p.w - 6, p.y + 6 + 13 * l, 1, 0);
+      }
     }
   } else {
     double *dead = kind == 1 ? malloc((size_t)(B ? B : 1) * sizeof *dead) : NULL;
