@@ -531,6 +531,8 @@ int main(int argc, char **argv) {
   fl_init(o.threads);
   fl_device dev = FL_CPU;
   if ((r = resolve_device(o.device, o.model, &dev))) return r;
+  if (o.stats && dev != FL_CPU)
+    return bad("--stats", o.stats, "activation statistics are not on CUDA yet (add --device cpu)");
 
   fl_dataset *train = NULL, *valid = NULL;
   fl_status s = fl_fashion_mnist(o.data, &train, &valid);

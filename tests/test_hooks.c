@@ -41,6 +41,10 @@ static void test_compute_hand(void) {
   int64_t want[FL_ACT_BINS] = {0};
   want[0] = 2, want[1] = 1, want[4] = 1, want[10] = 1, want[39] = 3;   /* -10 too: |x| = 10 */
   for (int k = 0; k < FL_ACT_BINS; k++) EXPECTF(h[k] == want[k], "bin %d: %lld, want %lld", k, (long long)h[k], (long long)want[k]);
+  /* a tensor on the GPU (never read): the clear "not on CUDA yet" */
+  fl_tensor gpu = *t;
+  gpu.device = FL_CUDA;
+  EXPECT(fl_act_stats_compute(&gpu, &mean, &std, h) == FL_ERR_DEVICE && strstr(fl_last_error(), "not on CUDA yet"));
   fl_tensor_free(t);
 }
 
