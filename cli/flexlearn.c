@@ -60,6 +60,9 @@ static const char usage[] =
     "                    FILE-lr.png and FILE-loss.png (kept by checkpoints: a resumed fit plots the same)\n"
     "  --log FILE.jsonl  fit: one JSON object per epoch and phase (epoch, train, loss, accuracy, seconds)\n"
     "  --csv FILE.csv    fit: the same records as CSV, with a header line\n"
+    "  --stats PREFIX    fit: activation statistics of the model's top-level layers (cnn: the convs,\n"
+    "                    resnet: the ResBlocks) per training batch, plotted into PREFIX_color_dim.png,\n"
+    "                    PREFIX_dead_chart.png and PREFIX_plot_stats.png after the fit\n"
     "  --save FILE.safetensors  fit: save the weights at the end (also after Ctrl-C), as\n"
     "                    safetensors with PyTorch's names (0.weight, 0.bias, 2.weight, 2.bias)\n"
     "  --save-best METRIC  fit: with --save, FILE holds the weights of the best epoch by the valid\n"
@@ -101,6 +104,7 @@ typedef struct opts {
   const char *opt, *sched;
   const char *record;           /* --record FILE.png */
   int sched_steps;              /* --sched-steps; 0: the whole fit */
+  const char *stats;            /* fit: --stats PREFIX */
   double wd;                    /* < 0: the optimiser's default */
   const char *save_best, *weights, *images, *labels;   /* fit: --save-best; predict: the rest */
   int early_stop, verbose, n_files;
@@ -145,7 +149,7 @@ static int parse_double(const char *flag, const char *v, double *out) {
 /* Which command takes which of the newer flags (the older ones are taken by fit and lr_find,
  * and --bs/--threads/--workers/--data/--device/--model by predict too). */
 static int flag_for_cmd(const char *f, const char *cmd) {
-  static const char *const fit_only[] = {"--save-best", "--early-stop", "--min-delta", "--tta"};
+  static const char *const fit_only[] = {"--save-best", "--early-stop", "--min-delta", "--tta", "--stats"};
   static const char *const predict_only[] = {"--weights", "--images", "--labels"};
   static const char *const not_predict[] = {"--epochs", "--lr", "--mom", "--seed", "--plot", "--log", "--csv", "--save",
                                            "--augment", "--pad"};
@@ -184,7 +188,7 @@ static int parse(int argc, char **argv, opts *o) {
                                        "--data", "--device", "--plot", "--log", "--csv", "--save", "--model",
                                        "--opt", "--sched", "--wd", "--sched-steps", "--record",
                                        "--save-best", "--early-stop", "--min-delta", "--weights", "--images", "--labels",
-                                       "--checkpoint", "--resume", "--every", "--keep", "--augment", "--pad"};
+                                       "--checkpoint", "--resume", "--every", "--keep", "--augment", "--pad", "--stats"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
     if (!known) return bad(f, NULL, "unknown flag (see --help)");
@@ -250,6 +254,10 @@ static int parse(int argc, char **argv, opts *o) {
       size_t n = strlen(v);
       if (n < 5 || strcmp(v + n - 4, ".png")) return bad(f, v, "must name a .png file");
       o->record = v;
+    } else if (!strcmp(f, "--stats")) {
+      if (!*v || v[strlen(v) - 1] == '/') return bad(f, v, "needs a file name prefix (PREFIX_color_dim.png ...)");
+      if (!fl_plot_available()) return bad(f, v, "this flexlearn was built without cairo (make CAIRO=0): no PNG plots");
+      o->stats = v;
     } else if (!strcmp(f, "--log")) o->log = v;
     else if (!strcmp(f, "--csv")) o->csv = v;
     else if (!strcmp(f, "--model")) {
@@ -405,6 +413,19 @@ static fl_optimizer *nb_adam_with_wd(fl_module *m, float lr) {
   fl_optimizer *o = fl_nb_adam_new(m, lr);
   if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
   return o;
+}
+
+/* --stats: ActivationStats on the model's top-level layers: for the conv nets the convs (cnn's
+ * Sequential(conv, ReLU) blocks and last conv) or the ResBlocks (resnet), not the Flatten and
+ * head; for the mlp every layer. */
+static fl_callback *stats_cb_new(fl_module *model, const char *name) {
+  fl_module *mods[32];
+  int n = 0, conv = fl_model_is_conv(name);
+  for (int i = 0; i < model->n_children && n < 32; i++) {
+    const char *k = model->children[i]->ops->kind;
+    if (!conv || !strcmp(k, "Sequential") || !strcmp(k, "Conv2d") || !strcmp(k, "ResBlock")) mods[n++] = model->children[i];
+  }
+  return fl_activation_stats_new(mods, n);
 }
 
 /* The directory a new file would go into must exist (checked before any work is done). */
@@ -574,6 +595,7 @@ int main(int argc, char **argv) {
     return st == FL_OK ? 0 : 1;
   }
   if ((r = check_out_dir("--plot", o.plot)) || (r = check_out_dir("--record", o.record)) || (r = check_out_dir("--log", o.log)) || (r = check_out_dir("--csv", o.csv)) ||
+      (r = check_out_dir("--stats", o.stats)) ||
       (r = check_out_dir("--save", o.save)) || (r = check_out_dir("--checkpoint", o.ckpt)))
     return r;
   if (o.ckpt && (!o.resume || strcmp(o.ckpt, o.resume)) && fl_checkpoint_dir_has_any(o.ckpt))
@@ -582,6 +604,8 @@ int main(int argc, char **argv) {
   fl_init(o.threads);
   fl_device dev = FL_CPU;
   if ((r = resolve_device(o.device, o.model, &dev))) return r;
+  if (o.stats && dev != FL_CPU)
+    return bad("--stats", o.stats, "activation statistics are not on CUDA yet (add --device cpu)");
 
   fl_dataset *train = NULL, *valid = NULL;
   fl_status s = fl_fashion_mnist(o.data, &train, &valid);
@@ -616,7 +640,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   fl_module *model = fl_model_new(o.model, o.seed);
-  fl_callback *cbs[16], *save_cb = NULL, *stop_cb = NULL, *rec_cb = NULL;
+  fl_callback *cbs[24], *save_cb = NULL, *stop_cb = NULL, *rec_cb = NULL, *stats_cb = NULL;
   int n = 0;
   /* --resume: the newest valid checkpoint, made by a run with the same flags */
   fl_checkpoint *ck = NULL;
@@ -664,6 +688,7 @@ int main(int argc, char **argv) {
     if (o.record) cbs[n++] = rec_cb = fl_recorder_cb_new(1 << FL_REC_LR | 1 << FL_REC_LOSS);
     if (o.log) cbs[n++] = fl_jsonl_cb_new(o.log);
     if (o.csv) cbs[n++] = fl_csv_cb_new(o.csv);
+    if (o.stats) cbs[n++] = stats_cb = stats_cb_new(model, o.model);
     if (o.save_best) cbs[n++] = save_cb = fl_save_model_cb_new(o.save, o.save_best, FL_MODE_AUTO, o.model);
     if (o.early_stop)   /* watches the --save-best metric, else the valid loss */
       cbs[n++] = stop_cb = fl_early_stopping_cb_new(o.save_best ? o.save_best : "loss", FL_MODE_AUTO, o.early_stop,
@@ -715,6 +740,9 @@ int main(int argc, char **argv) {
       printf("recorded lr and loss of %lld training batches: %.*s-lr.png, %.*s-loss.png\n",
              (long long)fl_recorder_values(rec_cb, FL_REC_LR, NULL), (int)strlen(o.record) - 4, o.record,
              (int)strlen(o.record) - 4, o.record);
+    if (s == FL_OK && stats_cb && (s = fl_act_stats_png(stats_cb, o.stats)) == FL_OK)
+      printf("activation stats of %d layers over %lld batches: %s_color_dim.png, %s_dead_chart.png, %s_plot_stats.png\n",
+             fl_act_stats_layers(stats_cb), (long long)fl_act_stats_batches(stats_cb), o.stats, o.stats, o.stats);
     /* after a whole fit, or one stopped by Ctrl-C (also FL_OK): keep what was trained */
     if (s == FL_OK && save_cb && fl_best_cb_info(save_cb, &best, &best_epoch, &count)) {
       if (count > 0)

@@ -9,4 +9,5 @@
 #include "fl/metrics.h"
 #include "fl/learner.h"
 #include "fl/checkpoint.h"
+#include "fl/hooks.h"
 #endif

@@ -45,6 +45,12 @@ struct fl_module {
                                    (owned; NULL when the model has none) */
   const char *name;             /* the name its parent knows it by in PyTorch's state_dict
                                    ("convs", "idconv"); NULL: its index in the parent */
+  /* Post-forward hook (PyTorch's register_forward_hook; HooksCallback in fl/hooks.h sets it):
+   * when not NULL, fl_module_forward calls hook(m, x, y, hook_ctx) after the forward made y
+   * (not when the forward failed). A non-OK status makes fl_module_forward return NULL with
+   * the hook's error set. A Sequential does not fuse a hooked Linear with the next ReLU. */
+  fl_status (*hook)(fl_module *m, fl_tensor *in, fl_tensor *out, void *ctx);
+  void *hook_ctx;
 };
 
 /* y = m(x) */

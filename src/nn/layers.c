@@ -53,7 +53,7 @@ static fl_tensor *seq_forward(fl_module *m, fl_graph *g, fl_tensor *x) {
   for (int i = 0; i < m->n_children && x; i++) {
     fl_module *c = m->children[i];
     if (c->ops == &linear_ops && c->n_params == 2 && i + 1 < m->n_children &&
-        m->children[i + 1]->ops == &relu_ops) {
+        m->children[i + 1]->ops == &relu_ops && !c->hook && !m->children[i + 1]->hook) {
       x = fl_linear_relu(g, x, c->params[0], c->params[1]);
       i++;
     } else {

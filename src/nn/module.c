@@ -8,7 +8,9 @@
 
 fl_tensor *fl_module_forward(fl_module *m, fl_graph *g, fl_tensor *x) {
   FL_CHECK(m && m->ops && m->ops->forward, "fl_module_forward: module has no forward");
-  return m->ops->forward(m, g, x);
+  fl_tensor *y = m->ops->forward(m, g, x);
+  if (m->hook && y && m->hook(m, x, y, m->hook_ctx) != FL_OK) return NULL;
+  return y;
 }
 
 void fl_module_train(fl_module *m, int training) {
