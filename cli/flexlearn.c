@@ -386,32 +386,14 @@ static fl_callback *kill_cb_new(void) {
   return cb;
 }
 
-/* The Learner's opt_func: the chosen optimiser with --wd (the only way to hand it a setting). */
+/* The Learner's opt_func: the optimiser --opt names, with --wd on every group (an opt_func takes
+ * only (model, lr), so the choice and the decay travel in these two). sgd and adamw are torch's;
+ * momentum, rmsprop and adam are 12_accel_sgd's own (its defaults; --wd decoupled, its reg_step). */
 static double g_wd = -1;
-static fl_optimizer *sgd_with_wd(fl_module *m, float lr) {
-  fl_optimizer *o = fl_sgd_new(m, lr);
-  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
-  return o;
-}
-static fl_optimizer *adamw_with_wd(fl_module *m, float lr) {
-  fl_optimizer *o = fl_adamw_new(m, lr);
-  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
-  return o;
-}
-/* 12_accel_sgd's own (the notebook's defaults; --wd decoupled, its reg_step) */
-static fl_optimizer *nb_momentum_with_wd(fl_module *m, float lr) {
-  fl_optimizer *o = fl_nb_momentum_new(m, lr);
-  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
-  return o;
-}
-static fl_optimizer *nb_rmsprop_with_wd(fl_module *m, float lr) {
-  fl_optimizer *o = fl_nb_rmsprop_new(m, lr);
-  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
-  return o;
-}
-static fl_optimizer *nb_adam_with_wd(fl_module *m, float lr) {
-  fl_optimizer *o = fl_nb_adam_new(m, lr);
-  if (g_wd >= 0) o->groups[0].wd = (float)g_wd;
+static fl_opt_fn g_opt_new = fl_sgd_new;
+static fl_optimizer *opt_with_wd(fl_module *m, float lr) {
+  fl_optimizer *o = g_opt_new(m, lr);
+  for (int i = 0; g_wd >= 0 && i < o->n_groups; i++) o->groups[i].wd = (float)g_wd;
   return o;
 }
 
@@ -695,11 +677,12 @@ int main(int argc, char **argv) {
                                                     o.min_delta);
   }
   g_wd = o.wd;
-  fl_opt_fn opt_fn = !strcmp(o.opt, "adamw")      ? adamw_with_wd
-                     : !strcmp(o.opt, "momentum") ? nb_momentum_with_wd
-                     : !strcmp(o.opt, "rmsprop")  ? nb_rmsprop_with_wd
-                     : !strcmp(o.opt, "adam")     ? nb_adam_with_wd
-                                                  : sgd_with_wd;
+  g_opt_new = !strcmp(o.opt, "adamw")      ? fl_adamw_new
+              : !strcmp(o.opt, "momentum") ? fl_nb_momentum_new
+              : !strcmp(o.opt, "rmsprop")  ? fl_nb_rmsprop_new
+              : !strcmp(o.opt, "adam")     ? fl_nb_adam_new
+                                           : fl_sgd_new;
+  fl_opt_fn opt_fn = opt_with_wd;
   /* --sched: a schedule over every training batch of the fit (or --sched-steps), stepped per batch */
   fl_schedule sched = {0};
   if (is_fit && strcmp(o.sched, "none") && fit_steps > 0) {
