@@ -129,7 +129,7 @@ run:
 bench:
 	@FL_SETUP_TORCH=1 tools/setup.sh
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) bench/bench.sh && BUILD=$(BUILD) bench/predict.sh && BUILD=$(BUILD) bench/resnet.sh
+	@BUILD=$(BUILD) bench/bench.sh && BUILD=$(BUILD) bench/predict.sh && BUILD=$(BUILD) bench/accel_sgd.sh && BUILD=$(BUILD) bench/resnet.sh
 
 # ---- fuzzing (fuzz/): libFuzzer harnesses for the readers of outside bytes, built by clang with
 # ASan + UBSan (+ LeakSanitizer), each linking only the sources it needs. `make fuzz-build`

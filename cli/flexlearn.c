@@ -53,8 +53,11 @@ static const char usage[] =
     "                    (default $FLEXLEARN_DATA or /usr/share/datasets/fashion-mnist)\n"
     "  --device D        cpu, cuda or auto (default auto: the GPU when there is one)\n"
     "  --model NAME      the model to train (default mlp, the lesson's 784-50-10; cnn: 10_activations'\n"
-    "                    stride-2 CNN; resnet: 13_resnet's ResNet). cnn and resnet train on inputs\n"
+    "                    stride-2 CNN; cnn_bn: 11_initializing's, with BatchNorm and GeneralRelu, that\n"
+    "                    12_accel_sgd trains; resnet: 13_resnet's ResNet). The conv models train on inputs\n"
     "                    normalised as (x - 0.28) / 0.35, on the CPU (no CUDA conv kernels yet)\n"
+    "  --dropout P       a Dropout(P) before the head of resnet or resnet_wide (14_augment's dropmodel;\n"
+    "                    predict needs it too, to build the same layers)\n"
     "  --plot FILE.png   fit: plot train/valid loss; lr_find: loss against lr (default lr_find.png)\n"
     "  --record FILE.png fit: RecorderCB's lr and loss of every training batch, as two charts,\n"
     "                    FILE-lr.png and FILE-loss.png (kept by checkpoints: a resumed fit plots the same)\n"
@@ -106,6 +109,7 @@ typedef struct opts {
   int sched_steps;              /* --sched-steps; 0: the whole fit */
   const char *stats;            /* fit: --stats PREFIX */
   double wd;                    /* < 0: the optimiser's default */
+  double dropout;               /* --dropout P: a Dropout(P) before the head (resnet, resnet_wide) */
   const char *save_best, *weights, *images, *labels;   /* fit: --save-best; predict: the rest */
   int early_stop, verbose, n_files;
   double min_delta;
@@ -188,7 +192,7 @@ static int parse(int argc, char **argv, opts *o) {
                                        "--data", "--device", "--plot", "--log", "--csv", "--save", "--model",
                                        "--opt", "--sched", "--wd", "--sched-steps", "--record",
                                        "--save-best", "--early-stop", "--min-delta", "--weights", "--images", "--labels",
-                                       "--checkpoint", "--resume", "--every", "--keep", "--augment", "--pad", "--stats"};
+                                       "--checkpoint", "--resume", "--every", "--keep", "--augment", "--pad", "--stats", "--dropout"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(f, with_value[k]);
     if (!known) return bad(f, NULL, "unknown flag (see --help)");
@@ -242,6 +246,9 @@ static int parse(int argc, char **argv, opts *o) {
     } else if (!strcmp(f, "--wd")) {
       if ((r = parse_double(f, v, &o->wd))) return r;
       if (o->wd < 0) return bad(f, v, "must be >= 0");
+    } else if (!strcmp(f, "--dropout")) {
+      if ((r = parse_double(f, v, &o->dropout))) return r;
+      if (!(o->dropout >= 0 && o->dropout < 1)) return bad(f, v, "must be in [0, 1)");
     } else if (!strcmp(f, "--device")) {
       if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) return bad(f, v, "must be cpu, cuda or auto");
       o->device = v;
@@ -299,6 +306,11 @@ static int parse(int argc, char **argv, opts *o) {
     if (o->data && (o->images || o->n_files))
       return bad("--data", o->data, "the test set of --data is predicted only when no images are given");
   } else if (o->n_files) return bad(o->files[0], NULL, "unexpected argument (see --help)");
+  if (o->dropout > 0 && !fl_model_has_dropout(o->model)) {
+    char why[160];
+    snprintf(why, sizeof why, "model '%s' has no dropout layer (--model resnet or resnet_wide has one)", o->model);
+    return bad("--dropout", NULL, why);
+  }
   if ((o->every >= 0 || o->keep >= 0) && !o->ckpt && !o->resume)
     return bad(o->every >= 0 ? "--every" : "--keep", NULL, "needs --checkpoint DIR or --resume DIR");
   if ((o->ckpt || o->resume) && strcmp(o->cmd, "fit"))
@@ -322,7 +334,8 @@ static void run_config(const opts *o, const fl_dataset *train, const fl_dataset 
                        const char *kv[2 * N_CONFIG]) {
   static const char *keys[N_CONFIG] = {"--model", "--opt", "--bs", "--lr", "--mom", "--seed", "--epochs", "--data",
                                        "--sched", "--wd", "--augment"};
-  snprintf(v[0], 64, "%s", o->model);
+  char d[32];   /* "resnet dropout 0.1"; without --dropout the bare name, as older checkpoints have */
+  snprintf(v[0], 64, "%s%s%s", o->model, o->dropout > 0 ? " dropout " : "", o->dropout > 0 ? num(d, sizeof d, o->dropout) : "");
   snprintf(v[1], 64, "%s", o->opt);
   snprintf(v[2], 64, "%d", o->bs);
   num(v[3], 64, o->lr);
@@ -488,7 +501,7 @@ static int predict_main(const opts *o) {
   fl_device dev = FL_CPU;
   int r = resolve_device(o->device, o->model, &dev);
   if (r) return r;
-  fl_module *model = fl_model_new(o->model, 0);
+  fl_module *model = fl_model_new_drop(o->model, 0, (float)o->dropout);
   fl_status s = fl_load_safetensors(model, o->weights);
   if (s != FL_OK) {
     fprintf(stderr, "flexlearn: %s\n", fl_last_error());
@@ -567,7 +580,7 @@ int main(int argc, char **argv) {
   free(o.files);
   if (!strcmp(o.cmd, "summary")) {   /* the model's table: no data, no device */
     fl_init(o.threads);
-    fl_module *m = fl_model_new(o.model, o.seed);
+    fl_module *m = fl_model_new_drop(o.model, o.seed, (float)o.dropout);
     int64_t img[4] = {1, 1, 28, 28}, flat[2] = {1, 28 * 28};
     int conv = fl_model_is_conv(o.model);
     printf("model %s, input %s\n", o.model, conv ? "(1, 1, 28, 28)" : "(1, 784)");
@@ -621,7 +634,7 @@ int main(int argc, char **argv) {
     fl_dataset_free(train), fl_dataset_free(valid);
     return 2;
   }
-  fl_module *model = fl_model_new(o.model, o.seed);
+  fl_module *model = fl_model_new_drop(o.model, o.seed, (float)o.dropout);
   fl_callback *cbs[24], *save_cb = NULL, *stop_cb = NULL, *rec_cb = NULL, *stats_cb = NULL;
   int n = 0;
   /* --resume: the newest valid checkpoint, made by a run with the same flags */

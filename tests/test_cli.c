@@ -228,6 +228,10 @@ static void test_bad_flags(void) {
   BAD(2, "--wd", "fit", "--wd", "-0.1", "--log", g_log, "--plot", g_png);
   BAD(2, "--wd", "fit", "--wd", "x", "--log", g_log, "--plot", g_png);
   BAD(2, "--wd", "fit", "--wd", "nan", "--log", g_log, "--plot", g_png);
+  BAD(2, "--dropout", "fit", "--dropout", "1", "--model", "resnet", "--log", g_log, "--plot", g_png);
+  BAD(2, "--dropout", "fit", "--dropout", "-0.5", "--model", "resnet", "--log", g_log, "--plot", g_png);
+  BAD(2, "--dropout", "fit", "--dropout", "0.1", "--log", g_log, "--plot", g_png);   /* the mlp has no place for one */
+  BAD(2, "--dropout", "predict", "--weights", g_log, "--model", "cnn", "--dropout", "0.2");
   BAD(2, "--plot", "fit", "--plot", "x.txt", "--log", g_log);
   BAD(2, "--plot", "lr_find", "--plot", "png", "--data", g_good);
   char missing_log[256], missing_png[256];

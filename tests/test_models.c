@@ -36,13 +36,24 @@ static void test_param_counts(void) {
   /* 1*8*25+8 + 8*16*9+16 + 16*32*9+32 + 32*64*9+64 + 64*10*9+10 */
   EXPECTF(fl_module_numel(c) == 30282, "cnn has %lld params", (long long)fl_module_numel(c));
   EXPECT(fl_module_numel(p) == 39760);
+  /* cnn_bn: 4 x (conv w, b + bn w, b) + conv w, b: 1*8*9+8+16 + 8*16*9+16+32 + 16*32*9+32+64 +
+   * 32*64*9+64+128 + 64*10*9+10; 4 BatchNorm2d, two buffers each */
+  fl_module *cb = fl_model_new("cnn_bn", 1);
+  EXPECTF(fl_module_numel(cb) == 30394, "cnn_bn has %lld params", (long long)fl_module_numel(cb));
+  EXPECT(fl_module_buffers(cb, NULL, 0) == 8 && fl_model_is_conv("cnn_bn"));
+  fl_module_free(cb);
+  /* resnet_wide: the notebook's 4,907,588 (its get_model2 has the same blocks) */
+  fl_module *w = fl_model_new("resnet_wide", 1);
+  EXPECTF(fl_module_numel(w) == 4907588, "resnet_wide has %lld params", (long long)fl_module_numel(w));
+  EXPECT(fl_model_is_conv("resnet_wide") && fl_model_has_dropout("resnet_wide") && !fl_model_has_dropout("cnn"));
+  fl_module_free(w);
   /* 12 BatchNorm2d + 1 BatchNorm1d, two buffers each; none in cnn or mlp */
   EXPECT(fl_module_buffers(r, NULL, 0) == 26);
   EXPECT(fl_module_buffers(c, NULL, 0) == 0 && c->flat_buf == NULL);
   EXPECT(fl_module_buffers(p, NULL, 0) == 0 && p->flat_buf == NULL);
   /* parameters: 6 blocks x (conv w,b + bn w,b) x 2 + 6 idconv (w, b) + linear w + bn1d w, b */
   EXPECT(fl_module_parameters(r, NULL, 0) == 6 * 8 + 6 * 2 + 3);
-  EXPECT(fl_model_new("resnet18", 1) == NULL && strstr(fl_last_error(), "mlp, cnn, resnet"));
+  EXPECT(fl_model_new("resnet18", 1) == NULL && strstr(fl_last_error(), "mlp, cnn, cnn_bn, resnet, resnet_wide"));
   EXPECT(fl_model_is_conv("cnn") && fl_model_is_conv("resnet") && !fl_model_is_conv("mlp"));
   fl_module_free(r), fl_module_free(c), fl_module_free(p);
 }
@@ -77,8 +88,8 @@ static void test_buffers(void) {
 }
 
 static void test_determinism(void) {
-  const char *names[2] = {"cnn", "resnet"};
-  for (int i = 0; i < 2; i++) {
+  const char *names[4] = {"cnn", "cnn_bn", "resnet", "resnet_wide"};
+  for (int i = 0; i < 4; i++) {
     fl_module *a = fl_model_new(names[i], 42), *b = fl_model_new(names[i], 42), *c = fl_model_new(names[i], 43);
     EXPECT(fl_module_hash(a) == fl_module_hash(b));
     EXPECT(fl_module_hash(a) != fl_module_hash(c));
@@ -159,8 +170,8 @@ static void test_state_dict_names(void) {
 /* Our file, PyTorch's model as the notebooks define it: load_state_dict(strict=True) takes it;
  * and the file round-trips into a model of another seed (buffers included). */
 static void test_torch_loads_models(void) {
-  const char *names[2] = {"cnn", "resnet"};
-  for (int i = 0; i < 2; i++) {
+  const char *names[4] = {"cnn", "cnn_bn", "resnet", "resnet_wide"};
+  for (int i = 0; i < 4; i++) {
     fl_module *m = fl_model_new(names[i], 5), *o = fl_model_new(names[i], 6);
     const char *st = tmp_path("m.safetensors");
     if (m->flat_buf) ((float *)m->flat_buf->data)[1] = 0.25f;   /* a buffer that is not its default */
@@ -327,7 +338,35 @@ static void step_vs_torch(const char *name) {
 }
 static void test_resnet_step_vs_torch(void) { step_vs_torch("resnet"); }
 static void test_cnn_step_vs_torch(void) { step_vs_torch("cnn"); }
+static void test_cnn_bn_step_vs_torch(void) { step_vs_torch("cnn_bn"); }
+static void test_resnet_wide_step_vs_torch(void) { step_vs_torch("resnet_wide"); }
 #endif
+
+/* --dropout's models: a Dropout(p) between Flatten and the Linear of the resnets (the rest
+ * unchanged, the same parameters), active in training only; refused elsewhere and outside [0, 1). */
+static void test_model_dropout(void) {
+  fl_module *r = fl_model_new("resnet", 4), *d = fl_model_new_drop("resnet", 4, 0.5f);
+  EXPECT(d && d->n_children == 10 && !strcmp(d->children[7]->ops->kind, "Dropout") &&
+         !strcmp(d->children[8]->ops->kind, "Linear"));
+  EXPECT(d && fl_module_numel(d) == fl_module_numel(r) && fl_module_hash(d) == fl_module_hash(r));
+  fl_graph *g = fl_graph_new();
+  static float x[4 * 784];
+  for (int i = 0; i < 4 * 784; i++) x[i] = (float)((i * 37) % 255) / 255.0f;
+  int64_t sh[2] = {4, 784};
+  fl_tensor *xt = fl_tensor_from_data(FL_F32, FL_CPU, 2, sh, x);
+  fl_module_train(r, 0), fl_module_train(d, 0);
+  fl_tensor *a = fl_module_forward(r, g, xt), *b = fl_module_forward(d, g, xt);
+  EXPECT(a && b && !memcmp(a->data, b->data, 40 * sizeof(float)));   /* eval: the identity */
+  fl_module_train(r, 1), fl_module_train(d, 1);
+  a = fl_module_forward(r, g, xt), b = fl_module_forward(d, g, xt);
+  EXPECT(a && b && memcmp(a->data, b->data, 40 * sizeof(float)) != 0);   /* training: dropped */
+  fl_tensor_free(xt);
+  fl_graph_free(g);
+  EXPECT(fl_model_new_drop("mlp", 1, 0.1f) == NULL && strstr(fl_last_error(), "no dropout layer"));
+  EXPECT(fl_model_new_drop("resnet", 1, 1.0f) == NULL && strstr(fl_last_error(), "outside [0, 1)"));
+  EXPECT(fl_model_new_drop("resnet", 1, -0.1f) == NULL);
+  fl_module_free(r), fl_module_free(d);
+}
 
 /* summary: one row per top-level layer, the totals, and nothing about the model changed. */
 static void test_model_summary(void) {
@@ -536,6 +575,9 @@ int main(void) {
   RUN(test_torch_loads_models);
   RUN(test_resnet_step_vs_torch);
   RUN(test_cnn_step_vs_torch);
+  RUN(test_cnn_bn_step_vs_torch);
+  RUN(test_resnet_wide_step_vs_torch);
+  RUN(test_model_dropout);
 #endif
   RUN(test_model_summary);
   RUN(test_dropout_module);

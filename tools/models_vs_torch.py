@@ -2,7 +2,7 @@
 """The course's conv models in PyTorch, for tests/test_models.c (Debian's python3-torch).
 
   models_vs_torch.py load MODEL WEIGHTS.safetensors
-      builds MODEL (cnn | resnet) as the notebooks define it, loads the file with
+      builds MODEL (cnn | cnn_bn | resnet | resnet_wide) as the notebooks define it, loads the file with
       load_state_dict(strict=True) and prints "ok <parameter count> <buffer count>".
   models_vs_torch.py step MODEL WEIGHTS.safetensors X.bin Y.bin OUT.bin
       the same, then one training step's forward + backward in float64 (BatchNorm in training
@@ -66,6 +66,18 @@ def resnet(act=act_gr, nfs=(8, 16, 32, 64, 128, 256), norm=nn.BatchNorm2d):
     return nn.Sequential(*layers)
 
 
+def resnet_wide(act=act_gr, nfs=(16, 32, 64, 128, 256, 512), norm=nn.BatchNorm2d):  # 14_augment
+    layers = [ResBlock(1, 16, ks=5, stride=1, act=act, norm=norm)]
+    layers += [ResBlock(nfs[i], nfs[i + 1], act=act, norm=norm, stride=2) for i in range(len(nfs) - 1)]
+    layers += [nn.Flatten(), nn.Linear(nfs[-1], 10, bias=False), nn.BatchNorm1d(10)]
+    return nn.Sequential(*layers)
+
+
+def cnn_bn(act=act_gr, nfs=(1, 8, 16, 32, 64), norm=nn.BatchNorm2d):  # 11_initializing's get_model
+    layers = [conv(nfs[i], nfs[i + 1], act=act, norm=norm) for i in range(len(nfs) - 1)]
+    return nn.Sequential(*layers, conv(nfs[-1], 10, act=None, norm=False, bias=True), nn.Flatten())
+
+
 def cnn():  # 10_activations
     def c(ni, nf, ks=3, act=True):
         res = nn.Conv2d(ni, nf, stride=2, kernel_size=ks, padding=ks // 2)
@@ -90,7 +102,7 @@ def read_safetensors(path):
 
 def main():
     mode, name, weights = sys.argv[1:4]
-    m = {'cnn': cnn, 'resnet': resnet}[name]()
+    m = {'cnn': cnn, 'cnn_bn': cnn_bn, 'resnet': resnet, 'resnet_wide': resnet_wide}[name]()
     m.load_state_dict(read_safetensors(weights), strict=True)
     bufs = [b for k, b in m.named_buffers() if not k.endswith('num_batches_tracked')]
     if mode == 'load':

@@ -138,10 +138,21 @@ fl_status fl_module_summary(fl_module *m, int ndim, const int64_t *input_shape, 
  *   "resnet"  13_resnet's: ResBlock(1,8), five stride-2 ResBlocks to 256, Flatten,
  *             Linear(256,10,bias=False), BatchNorm1d(10), GeneralRelu(0.1, 0.4), kaiming-normal
  *             init with leak 0.1: 1,228,908 params.
+ *   "cnn_bn"  11_initializing's get_model(act_gr, norm=BatchNorm2d), the model of 12_accel_sgd:
+ *             four stride-2 conv + BatchNorm2d + GeneralRelu blocks 1 -> 64, a last conv to 10,
+ *             Flatten; kaiming-normal (leak 0.1): 30,394 params.
+ *   "resnet_wide" 14_augment's: a ResBlock(1,16,ks=5) stem, five stride-2 ResBlocks to 512,
+ *             Flatten, Linear(512,10,bias=False), BatchNorm1d(10).
  * The conv models take (N, 1, 28, 28) or flat (N, 784) batches (viewed as images, no copy).
  * NULL with FL_ERR_ARG naming the known models for any other name. */
 fl_module *fl_model_new(const char *name, uint64_t seed);
-/* The known names, comma-separated ("mlp, cnn, resnet"), for messages and --help. */
+/* The same with a Dropout(drop) layer before the head, for the models that have the place for
+ * one (fl_model_has_dropout: resnet, resnet_wide; between Flatten and the Linear, which then
+ * moves one index up in the state_dict names). drop 0: fl_model_new's model. FL_ERR_ARG for a
+ * drop outside [0, 1) or a model without the place. */
+fl_module *fl_model_new_drop(const char *name, uint64_t seed, float drop);
+int fl_model_has_dropout(const char *name);
+/* The known names, comma-separated ("mlp, cnn, cnn_bn, resnet, resnet_wide"), for messages and --help. */
 const char *fl_model_names(void);
 /* 1 for the named models that are conv nets (they train on inputs normalised as the course's
  * (x - 0.28) / 0.35), 0 otherwise. */
