@@ -27,6 +27,7 @@
 
 #include "flexlearn.h"
 #include "fl/plot.h"
+#include "cli_run.h"
 #include "learn_fixture.h"
 #include "test.h"
 
@@ -37,26 +38,7 @@ static char *path_in(char *buf, size_t n, const char *name) {
   return buf;
 }
 
-static size_t read_file(const char *p, char *buf, size_t n) {
-  FILE *f = fopen(p, "rb");
-  if (!f) return buf[0] = 0, 0;
-  size_t k = fread(buf, 1, n - 1, f);
-  buf[k] = 0;
-  fclose(f);
-  return k;
-}
 
-static unsigned char *read_all(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return *n = 0, NULL;
-  fseek(f, 0, SEEK_END);
-  long k = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc(k > 0 ? (size_t)k : 1);
-  *n = fread(b, 1, (size_t)k, f);
-  fclose(f);
-  return b;
-}
 
 static void write_all(const char *path, const void *p, size_t n) {
   FILE *f = fopen(path, "wb");
@@ -540,47 +522,8 @@ static void make_data(const char *dir, uint32_t n_train, uint32_t n_test) {
 }
 
 /* Runs the CLI (argv NULL-terminated) with env "NAME=VALUE" (or NULL) set; output in g_out/g_err. */
-static pid_t spawn(const char *env, const char *const *args) {
-  char op[256], ep[256];
-  path_in(op, sizeof op, "stdout.txt"), path_in(ep, sizeof ep, "stderr.txt");
-  const char *argv[64];
-  int n = 0;
-  argv[n++] = g_cli;
-  for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
-  argv[n] = NULL;
-  fflush(stdout), fflush(stderr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    const char *lo = getenv("LSAN_OPTIONS");
-    char lsan[1024];
-    snprintf(lsan, sizeof lsan, "%s%sprint_suppressions=0", lo ? lo : "", lo && *lo ? ":" : "");
-    setenv("LSAN_OPTIONS", lsan, 1);
-    if (env) putenv((char *)env);
-    if (!freopen(op, "w", stdout) || !freopen(ep, "w", stderr)) _exit(126);
-    execv(g_cli, (char *const *)argv);
-    _exit(127);
-  }
-  return pid;
-}
-
-static int finish(pid_t pid) {
-  char op[256], ep[256];
-  path_in(op, sizeof op, "stdout.txt"), path_in(ep, sizeof ep, "stderr.txt");
-  int status = 0;
-  for (int waited = 0;; waited++) {
-    if (waitpid(pid, &status, WNOHANG) == pid) break;
-    if (waited > 12000) {
-      kill(pid, SIGKILL), waitpid(pid, &status, 0);
-      fprintf(stderr, "%s: timed out\n", g_cli);
-      return -1;
-    }
-    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-  }
-  read_file(op, g_out, sizeof g_out), read_file(ep, g_err, sizeof g_err);
-  unlink(op), unlink(ep);
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
+static pid_t spawn(const char *env, const char *const *args) { return cli_spawn(g_cli, g_dir, env, args); }
+static int finish(pid_t pid) { return cli_finish(pid, g_cli, g_dir, 120, g_out, sizeof g_out, g_err, sizeof g_err); }
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 static int cli(const char *env, const char *const *args) { return finish(spawn(env, args)); }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "flexlearn.h"
+#include "cli_run.h"
 #include "test.h"
 
 static char g_dir[64] = "/tmp/fl_test_cli_XXXXXX";
@@ -30,14 +31,6 @@ static int exists(const char *p) {
   return stat(p, &st) == 0;
 }
 
-static size_t read_file(const char *p, char *buf, size_t n) {
-  FILE *f = fopen(p, "rb");
-  if (!f) return buf[0] = 0, 0;
-  size_t k = fread(buf, 1, n - 1, f);
-  buf[k] = 0;
-  fclose(f);
-  return k;
-}
 
 static void write_be32(FILE *f, uint32_t v) {
   unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
@@ -94,54 +87,10 @@ static void rm_data(const char *sub) {
 
 /* ---- running the CLI: argv NULL-terminated; stdout / stderr into g_out / g_err ---- */
 /* Starts it in the background, stdout / stderr into files that finish_cli reads. */
-static pid_t spawn_cli_v(const char *const *args) {
-  char op[192], ep[192];
-  path_in(op, sizeof op, "stdout.txt");
-  path_in(ep, sizeof ep, "stderr.txt");
-  const char *argv[48];
-  int n = 0;
-  argv[n++] = g_cli;
-  for (; args[n - 1] && n < 47; n++) argv[n] = args[n - 1];
-  argv[n] = NULL;
-  fflush(stdout), fflush(stderr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    /* the sanitizers' own report of used suppressions would look like CLI output */
-    const char *lo = getenv("LSAN_OPTIONS");
-    char lsan[1024];
-    snprintf(lsan, sizeof lsan, "%s%sprint_suppressions=0", lo ? lo : "", lo && *lo ? ":" : "");
-    setenv("LSAN_OPTIONS", lsan, 1);
-    FILE *o = freopen(op, "w", stdout), *e = freopen(ep, "w", stderr);
-    if (!o || !e) _exit(126);
-    execv(g_cli, (char *const *)argv);
-    _exit(127);
-  }
-  return pid;
-}
+static pid_t spawn_cli_v(const char *const *args) { return cli_spawn(g_cli, g_dir, NULL, args); }
 
 /* Waits for it (120 s at most), reads its output; the exit code, or 128 + the signal. */
-static int finish_cli(pid_t pid) {
-  char op[192], ep[192];
-  path_in(op, sizeof op, "stdout.txt");
-  path_in(ep, sizeof ep, "stderr.txt");
-  int status = 0;
-  for (int waited = 0;; waited++) {   /* 120 s at most */
-    pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid) break;
-    if (waited > 12000) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      fprintf(stderr, "%s: timed out\n", g_cli);
-      return -1;
-    }
-    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-  }
-  read_file(op, g_out, sizeof g_out);
-  read_file(ep, g_err, sizeof g_err);
-  unlink(op), unlink(ep);
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
+static int finish_cli(pid_t pid) { return cli_finish(pid, g_cli, g_dir, 120, g_out, sizeof g_out, g_err, sizeof g_err); }
 static int run_cli_v(const char *const *args) { return finish_cli(spawn_cli_v(args)); }
 #define CLI(...) run_cli_v((const char *const[]){__VA_ARGS__, NULL})
 

@@ -9,6 +9,7 @@
 #include "flexlearn.h"
 #include "fl/plot.h"
 #include "learn_fixture.h"
+#include "cli_run.h"
 #include "test.h"
 
 static char g_dir[64] = "/tmp/fl_test_hooks_XXXXXX";
@@ -244,23 +245,16 @@ static void make_data(const char *dir, uint32_t n_train, uint32_t n_test) {
   }
 }
 
-static char g_out[1 << 15];
-/* Runs the CLI with args (NULL-terminated), stdout+stderr into g_out; the exit code. */
+static char g_out[1 << 15], g_err[1 << 14];
+/* Runs the CLI (FLEXLEARN_CLI, default build/flexlearn) with args (NULL-terminated): stdout then
+ * stderr into g_out; the exit code. */
 static int run_cli(const char *const *args) {
   const char *cli = getenv("FLEXLEARN_CLI");
   if (!cli || !*cli) cli = "build/flexlearn";
-  char cmd[2048] = "", op[128];
-  snprintf(op, sizeof op, "%s/out.txt", g_dir);
-  snprintf(cmd, sizeof cmd, "LSAN_OPTIONS=\"$LSAN_OPTIONS:print_suppressions=0\" %s", cli);
-  for (int i = 0; args[i]; i++) strcat(cmd, " "), strcat(cmd, args[i]);
-  strcat(cmd, " >"), strcat(cmd, op), strcat(cmd, " 2>&1");
-  int rc = system(cmd);
-  FILE *f = fopen(op, "rb");
-  size_t k = f ? fread(g_out, 1, sizeof g_out - 1, f) : 0;
-  g_out[k] = 0;
-  if (f) fclose(f);
-  unlink(op);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+  int rc = cli_finish(cli_spawn(cli, g_dir, NULL, args), cli, g_dir, 300, g_out, sizeof g_out, g_err, sizeof g_err);
+  size_t k = strlen(g_out);
+  snprintf(g_out + k, sizeof g_out - k, "%s", g_err);
+  return rc;
 }
 
 static const char *hash_line(char *buf, size_t n) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "flexlearn.h"
+#include "cli_run.h"
 #include "test.h"
 
 #ifndef FL_NO_PNG
@@ -36,21 +37,7 @@ static char *path(const char *name) {
   return p;
 }
 
-static size_t read_file(const char *p, char *buf, size_t n) {
-  FILE *f = fopen(p, "rb");
-  if (!f) return buf[0] = 0, 0;
-  size_t k = fread(buf, 1, n - 1, f);
-  buf[k] = 0;
-  fclose(f);
-  return k;
-}
 
-static void write_file(const char *p, const void *b, size_t n) {
-  FILE *f = fopen(p, "wb");
-  FL_CHECK(f, "cannot write %s", p);
-  if (n) fwrite(b, 1, n, f);
-  fclose(f);
-}
 
 /* ---- a Fashion-MNIST-shaped directory of 28x28 images, one bright block per class ---- */
 static void write_be32(FILE *f, uint32_t v) {
@@ -90,41 +77,9 @@ static void make_data(void) {
 }
 
 /* ---- running the CLI: argv NULL-terminated; stdout / stderr into g_out / g_err ---- */
+/* 300 s at most (a real epoch under ASan) */
 static int run_cli_v(const char *const *args) {
-  char op[256], ep[256];
-  snprintf(op, sizeof op, "%s/stdout.txt", g_dir), snprintf(ep, sizeof ep, "%s/stderr.txt", g_dir);
-  const char *argv[64];
-  int n = 0;
-  argv[n++] = g_cli;
-  for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
-  argv[n] = NULL;
-  fflush(stdout), fflush(stderr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    const char *lo = getenv("LSAN_OPTIONS");
-    char lsan[1024];
-    snprintf(lsan, sizeof lsan, "%s%sprint_suppressions=0", lo ? lo : "", lo && *lo ? ":" : "");
-    setenv("LSAN_OPTIONS", lsan, 1);
-    if (!freopen(op, "w", stdout) || !freopen(ep, "w", stderr)) _exit(126);
-    execv(g_cli, (char *const *)argv);
-    _exit(127);
-  }
-  int status = 0;
-  for (int waited = 0;; waited++) {   /* 300 s at most (a real epoch under ASan) */
-    if (waitpid(pid, &status, WNOHANG) == pid) break;
-    if (waited > 30000) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      fprintf(stderr, "%s: timed out\n", g_cli);
-      return -1;
-    }
-    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-  }
-  read_file(op, g_out, sizeof g_out);
-  read_file(ep, g_err, sizeof g_err);
-  unlink(op), unlink(ep);
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  return cli_finish(cli_spawn(g_cli, g_dir, NULL, args), g_cli, g_dir, 300, g_out, sizeof g_out, g_err, sizeof g_err);
 }
 #define CLI(...) run_cli_v((const char *const[]){__VA_ARGS__, NULL})
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "flexlearn.h"
+#include "cli_run.h"
 #include "test.h"
 
 static char dir[] = "/tmp/fl_st_XXXXXX";
@@ -38,23 +39,7 @@ static void test_without_cjson(void) {
 }
 #else
 
-static unsigned char *read_all(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return *n = 0, NULL;
-  fseek(f, 0, SEEK_END);
-  long k = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc(k > 0 ? (size_t)k : 1);
-  *n = fread(b, 1, (size_t)k, f);
-  fclose(f);
-  return b;
-}
 
-static void write_all(const char *path, const void *p, size_t n) {
-  FILE *f = fopen(path, "wb");
-  if (n) fwrite(p, 1, n, f);
-  fclose(f);
-}
 
 /* The small model every reader test loads into: Linear(4,3)-ReLU-Linear(3,2), i.e. 0.weight
  * [3, 4], 0.bias [3], 2.weight [2, 3], 2.bias [2]: 23 floats, 92 bytes. */
@@ -110,14 +95,14 @@ static void test_truncated_at_every_length(void) {
   size_t n;
   unsigned char *f = read_all(p, &n);
   for (size_t k = 0; k < n; k++) {
-    write_all(q, f, k);
+    write_file(q, f, k);
     FAILS(fl_load_safetensors(b, q), FL_ERR_FORMAT, q, b, h, "");
   }
   /* and one byte too many */
   unsigned char *g = malloc(n + 1);
   memcpy(g, f, n);
   g[n] = 0;
-  write_all(q, g, n + 1);
+  write_file(q, g, n + 1);
   FAILS(fl_load_safetensors(b, q), FL_ERR_FORMAT, q, b, h, "belong to no tensor");
   free(g), free(f);
   fl_module_free(a), fl_module_free(b);
@@ -141,7 +126,7 @@ static void test_corrupted_header_bytes(void) {
       if (f[i] == vals[v]) continue;
       unsigned char old = f[i];
       f[i] = vals[v];
-      write_all(q, f, n);
+      write_file(q, f, n);
       fl_module *c = small(2);
       uint64_t hc = fl_module_hash(c);
       fl_status st = fl_load_safetensors(c, q);
@@ -163,7 +148,7 @@ static void make(const char *path, const char *json, size_t data_n) {
   memset(b + 8, ' ', hl);
   memcpy(b + 8, json, jl);
   for (size_t i = 0; i < data_n; i++) b[8 + hl + i] = (unsigned char)(i * 7);
-  write_all(path, b, 8 + hl + data_n);
+  write_file(path, b, 8 + hl + data_n);
   free(b);
 }
 
@@ -216,10 +201,10 @@ static void test_bad_files(void) {
   }
   /* a header length beyond the file, and one over the 100 MB limit */
   unsigned char b[16] = {8, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
-  write_all(q, b, 10);
+  write_file(q, b, 10);
   FAILS(fl_load_safetensors(m, q), FL_ERR_FORMAT, q, m, h, "truncated", "8 bytes but only 2 follow");
   b[0] = 0, b[4] = 1;
-  write_all(q, b, 16);
+  write_file(q, b, 16);
   FAILS(fl_load_safetensors(m, q), FL_ERR_FORMAT, q, m, h, "over the limit");
   /* and the reference case, which does load */
   make(q, "{\"__metadata__\":{\"format\":\"pt\"}," W0 "," B0 "," W2 "," B2 "}", 92);
@@ -316,8 +301,8 @@ static void test_pytorch_loads_it(void) {
   enum { B = 3 };
   static float x[B * 784];
   for (int i = 0; i < B * 784; i++) x[i] = (float)((i * 37 % 256) / 255.0);
-  write_all(xs, x, sizeof x);
-  write_all(py, torch_script, strlen(torch_script));
+  write_file(xs, x, sizeof x);
+  write_file(py, torch_script, strlen(torch_script));
   fl_graph *g = fl_graph_new();
   fl_graph_set_grad(g, 0);
   int64_t shape[2] = {B, 784};
